@@ -1,0 +1,7 @@
+//! lanewatch: spots watchlisted people at checkpoint lanes.
+//!
+//! One straight pipeline: frames → detect → align → embed → match → alert. Each concern lives in
+//! its own module; `main.rs` only parses arguments and calls into [`commands`].
+
+pub mod commands;
+pub mod vision;
