@@ -4,4 +4,5 @@
 //! its own module; `main.rs` only parses arguments and calls into [`commands`].
 
 pub mod commands;
+pub mod config;
 pub mod vision;

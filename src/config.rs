@@ -1,0 +1,247 @@
+//! `lanewatch run` configuration: one TOML file with documented defaults; command-line flags override it.
+//!
+//! Every field has a default so that an empty file (or none) is a valid configuration for the bundled
+//! models; `lanewatch run --print-config` shows the effective values.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub models: ModelsConfig,
+    pub detect: DetectConfig,
+    pub watchlist: WatchlistConfig,
+    pub alerts: AlertsConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `v4l2:/dev/videoN`, `frames:DIR` or `mjpeg:FILE`.
+    pub uri: String,
+    /// Capture size negotiated with a V4L2 camera; frames of other sources are used at their own size.
+    pub width: u32,
+    pub height: u32,
+    /// How long to wait for one frame before counting a timeout.
+    pub frame_timeout_ms: u64,
+    /// Frames held between capture and inference; the oldest is dropped when inference falls behind.
+    pub queue_capacity: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub embedder: PathBuf,
+    pub landmarks: PathBuf,
+    pub pnet: PathBuf,
+    pub rnet: PathBuf,
+    pub onet: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Smallest face the detector looks for, in pixels (sets the pyramid's first scale).
+    pub min_face_px: u32,
+    /// Faces whose box side is below this are counted, not matched: too few pixels to identify reliably.
+    pub min_match_face_px: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchlistConfig {
+    /// State directory holding the installed watchlist (`lanewatch watchlist install --dir`).
+    pub dir: PathBuf,
+    /// Public key that installed watchlists must be signed with.
+    pub pubkey: PathBuf,
+    /// How often the installed file is checked for a change (hot reload).
+    pub reload_every_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Directory of the JSONL alert journal (the record of truth).
+    pub journal_dir: PathBuf,
+    /// Rotate the journal when it reaches this size; keep this many rotated files.
+    pub rotate_bytes: u64,
+    pub keep_files: usize,
+    /// One alert per person per window.
+    pub cooldown_s: u64,
+    /// Attach the face crop (JPEG, base64) to each alert.
+    pub include_crop: bool,
+    /// Optional lane-controller webhook (HTTP POST of each alert, retried from the journal).
+    pub webhook_url: Option<String>,
+    /// Print each alert as a JSON line on stdout.
+    pub stdout: bool,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            uri: "v4l2:/dev/video0".into(),
+            width: 1280,
+            height: 720,
+            frame_timeout_ms: 2000,
+            queue_capacity: 4,
+        }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let m = |f: &str| PathBuf::from("models").join(f);
+        ModelsConfig {
+            embedder: m("dlib_resnet_v1.onnx"),
+            landmarks: m("dlib_5pt.lwsp"),
+            pnet: m("mtcnn_pnet.onnx"),
+            rnet: m("mtcnn_rnet.onnx"),
+            onet: m("mtcnn_onet.onnx"),
+        }
+    }
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            min_face_px: 40,
+            min_match_face_px: 60,
+        }
+    }
+}
+
+impl Default for WatchlistConfig {
+    fn default() -> Self {
+        WatchlistConfig {
+            dir: "/var/lib/lanewatch/watchlist".into(),
+            pubkey: "/etc/lanewatch/watchlist.pub".into(),
+            reload_every_ms: 2000,
+        }
+    }
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            journal_dir: "/var/lib/lanewatch/alerts".into(),
+            rotate_bytes: 16 << 20,
+            keep_files: 8,
+            cooldown_s: 30,
+            include_crop: true,
+            webhook_url: None,
+            stdout: true,
+        }
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: SourceConfig::default(),
+            models: ModelsConfig::default(),
+            detect: DetectConfig::default(),
+            watchlist: WatchlistConfig::default(),
+            alerts: AlertsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)
+            .with_context(|| format!("configuration file {} is not valid", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("configuration file {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.source.queue_capacity >= 1,
+            "source.queue_capacity must be at least 1"
+        );
+        anyhow::ensure!(
+            self.source.queue_capacity <= 64,
+            "source.queue_capacity must be at most 64"
+        );
+        anyhow::ensure!(
+            (16..=8192).contains(&self.source.width) && (16..=8192).contains(&self.source.height),
+            "source.width and source.height must be within 16..=8192"
+        );
+        anyhow::ensure!(
+            self.source.frame_timeout_ms >= 10,
+            "source.frame_timeout_ms must be at least 10"
+        );
+        anyhow::ensure!(
+            self.detect.min_face_px >= 12,
+            "detect.min_face_px must be at least 12 (MTCNN's cell)"
+        );
+        anyhow::ensure!(
+            self.alerts.rotate_bytes >= 4096,
+            "alerts.rotate_bytes must be at least 4096"
+        );
+        anyhow::ensure!(
+            self.alerts.keep_files >= 1,
+            "alerts.keep_files must be at least 1"
+        );
+        Ok(())
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_millis(self.source.frame_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        assert_eq!(
+            Config::parse("", Path::new("c.toml")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(
+            Config::parse(&text, Path::new("c.toml")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file() {
+        for (text, why) in [
+            ("[source]\nurl = \"x\"\n", "unknown field"),
+            ("[source]\nqueue_capacity = 0\n", "queue_capacity"),
+            ("[detect]\nmin_face_px = 3\n", "min_face_px"),
+            ("[alerts]\ncooldown_s = \"soon\"\n", "cooldown_s"),
+        ] {
+            let err = format!(
+                "{:#}",
+                Config::parse(text, Path::new("lane.toml")).unwrap_err()
+            );
+            assert!(
+                err.contains("lane.toml") && err.contains(why),
+                "{text:?}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The embedder: an aligned face chip in, a descriptor out, exactly as the model contract says.
+
+use std::path::Path;
+
+use anyhow::Context;
+use image::RgbImage;
+use tract_onnx::prelude::*;
+
+use super::contract::{EmbeddingSpec, Metric, Role};
+use super::model::{Fingerprint, Model, ModelError};
+
+pub struct Embedder {
+    model: Model,
+    spec: EmbeddingSpec,
+    /// Reused NCHW input buffer: no allocation per face beyond tract's own.
+    input: Tensor,
+}
+
+impl Embedder {
+    pub fn load(path: &Path) -> Result<Embedder, ModelError> {
+        Self::from_model(Model::load(path, Role::Embedder, 1)?)
+    }
+
+    pub fn from_model(model: Model) -> Result<Embedder, ModelError> {
+        let spec = model
+            .contract
+            .embedding
+            .clone()
+            .ok_or_else(|| ModelError::Shape {
+                path: model.path.clone(),
+                what: "an embedder must carry lanewatch.embedding.* in its contract".into(),
+            })?;
+        let input = Tensor::zero::<f32>(&model.input_shape).expect("static shape");
+        Ok(Embedder { model, spec, input })
+    }
+
+    pub fn spec(&self) -> &EmbeddingSpec {
+        &self.spec
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.model.fingerprint
+    }
+
+    /// Chip size the network expects, (width, height).
+    pub fn chip_size(&self) -> (u32, u32) {
+        let [_, _, h, w] = self.model.input_shape;
+        (w as u32, h as u32)
+    }
+
+    /// Embeds one aligned chip whose size must be [`Self::chip_size`].
+    pub fn embed(&mut self, chip: &RgbImage) -> anyhow::Result<Vec<f32>> {
+        let (w, h) = self.chip_size();
+        anyhow::ensure!(
+            chip.dimensions() == (w, h),
+            "face chip is {}x{}, the embedder {} needs {w}x{h}",
+            chip.width(),
+            chip.height(),
+            self.model.path.display()
+        );
+        fill_nchw(&mut self.input, chip, &self.model.contract.input);
+        let out = self
+            .model
+            .run(self.input.clone())
+            .context("running the embedder")?;
+        let view = out[0].to_plain_array_view::<f32>()?;
+        let v: Vec<f32> = view.iter().copied().collect();
+        anyhow::ensure!(
+            v.iter().all(|x| x.is_finite()),
+            "the embedder produced a non-finite value"
+        );
+        Ok(match self.spec.metric {
+            Metric::Cosine => l2_normalised(v),
+            Metric::Euclidean => v,
+        })
+    }
+
+    /// Distance between two descriptors under the model's metric (smaller is closer).
+    pub fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
+        distance(self.spec.metric, a, b)
+    }
+}
+
+pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    match metric {
+        Metric::Euclidean => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt(),
+        Metric::Cosine => 1.0 - a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>(),
+    }
+}
+
+pub fn l2_normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+/// Writes an RGB chip into a `[1, 3, H, W]` tensor applying the contract's channel order and `(p - mean) / std`.
+fn fill_nchw(t: &mut Tensor, chip: &RgbImage, input: &super::contract::InputSpec) {
+    let (w, h) = chip.dimensions();
+    let plane = (w * h) as usize;
+    let bgr = input.color == "BGR";
+    let mut view = t.to_plain_array_view_mut::<f32>().expect("f32 tensor");
+    let data = view.as_slice_mut().expect("a fresh tensor is contiguous");
+    for (i, px) in chip.pixels().enumerate() {
+        for c in 0..3 {
+            let src = if bgr { 2 - c } else { c };
+            data[c * plane + i] = (px.0[src] as f32 - input.mean[c]) / input.std[c];
+        }
+    }
+}
