@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(r.tar_at_far, 1.0);
         let (tar, t) = tar_at_far(&v, 0.0);
         assert_eq!(t, 0.25);
-        assert_eq!(tar, 0.25);
+        assert_eq!(tar, 0.5); // 0.1 and 0.2 in each fold
     }
 
     #[test]
