@@ -1,5 +1,7 @@
 //! `trainer import`: published weights in, lanewatch ONNX models out.
 
+pub mod dlib;
+
 use clap::Subcommand;
 
 #[derive(Subcommand)]
