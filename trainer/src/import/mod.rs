@@ -1,10 +1,17 @@
 //! `trainer import`: published weights in, lanewatch ONNX models out.
 
+pub mod dlib;
+
 use clap::Subcommand;
 
 #[derive(Subcommand)]
-pub enum Source {}
+pub enum Source {
+    /// dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat) to an ONNX embedder.
+    Dlib(dlib::Args),
+}
 
 pub fn execute(source: Source) -> anyhow::Result<()> {
-    match source {}
+    match source {
+        Source::Dlib(args) => dlib::execute(args),
+    }
 }

@@ -1,0 +1,102 @@
+//! `trainer import dlib`: dlib's face-recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`)
+//! to a lanewatch ONNX embedder.
+//!
+//! - [`serialize`]: dlib's serialisation primitives;
+//! - [`resnet`]: the expected architecture and the layer-by-layer parser;
+//! - [`graph`]: the ONNX graph and model contract;
+//! - [`reference`]: an independent plain-loop forward pass used to check the graph.
+
+pub mod graph;
+pub mod reference;
+pub mod resnet;
+pub mod serialize;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lanewatch::vision::onnx_writer::encode;
+use sha2::{Digest, Sha256};
+
+pub use graph::Options;
+pub use resnet::DlibResnet;
+
+/// The published file is 22,466,066 bytes; anything far larger is not this model.
+const MAX_DAT_BYTES: u64 = 256 << 20;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// dlib's `dlib_face_recognition_resnet_model_v1.dat` (from PyPI face-recognition-models==0.3.0).
+    #[arg(long, value_name = "FILE")]
+    pub dat: PathBuf,
+    /// Where to write the ONNX model (e.g. models/dlib_resnet_v1.onnx).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub out: PathBuf,
+    /// Keep each affine (scale+shift) as its own Mul/Add instead of folding it into the convolution
+    /// before it.
+    #[arg(long)]
+    pub keep_affine: bool,
+}
+
+/// Reads and parses a .dat file; errors name the file, the layer and the byte offset.
+pub fn load(path: &Path) -> anyhow::Result<DlibResnet> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the dlib model file {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_DAT_BYTES,
+        "{} is {size} bytes, far larger than dlib's face-recognition ResNet (22,466,066 bytes): \
+         is it the right file?",
+        path.display()
+    );
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the dlib model file {}", path.display()))?;
+    resnet::parse(&bytes).with_context(|| {
+        format!(
+            "{} is not a usable dlib face-recognition ResNet \
+             (expected dlib_face_recognition_resnet_model_v1.dat from PyPI face-recognition-models==0.3.0)",
+            path.display()
+        )
+    })
+}
+
+/// The ONNX bytes for a parsed network.
+pub fn to_onnx(net: &DlibResnet, options: Options) -> Vec<u8> {
+    encode(&graph::build(net, options))
+}
+
+pub fn execute(args: Args) -> anyhow::Result<()> {
+    let net = load(&args.dat)?;
+    let bytes = to_onnx(
+        &net,
+        Options {
+            fold_affine: !args.keep_affine,
+        },
+    );
+    write_atomically(&args.out, &bytes)?;
+    let (params, macs) = resnet::cost(&net);
+    println!(
+        "wrote {} ({} bytes, sha256 {}): {} layers, {params} parameters, {macs} multiply-accumulates",
+        args.out.display(),
+        bytes.len(),
+        hex::encode(Sha256::digest(&bytes)),
+        net.layers.len(),
+    );
+    Ok(())
+}
+
+/// Writes to a temporary file beside `path`, then renames it, so a failed run leaves no half file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("--out {} does not name a file", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
+    std::fs::write(&tmp, bytes)
+        .with_context(|| format!("cannot write {} (does its folder exist?)", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        format!(
+            "cannot move {} into place as {}",
+            tmp.display(),
+            path.display()
+        )
+    })
+}
