@@ -1,6 +1,9 @@
 //! Face vision: the ONNX model runtime and its contract, detection, alignment and embedding.
 
+pub mod align;
 pub mod contract;
+pub mod geometry;
+pub mod image;
 pub mod landmarks;
 pub mod model;
 pub mod onnx_writer;

@@ -5,8 +5,13 @@ pub mod dlib;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
-pub enum Source {}
+pub enum Source {
+    /// dlib's 5-point face landmark model (.dat) to a lanewatch landmark model (.lwsp).
+    DlibLandmarks(dlib::landmarks::Args),
+}
 
 pub fn execute(source: Source) -> anyhow::Result<()> {
-    match source {}
+    match source {
+        Source::DlibLandmarks(args) => dlib::landmarks::execute(args),
+    }
 }
