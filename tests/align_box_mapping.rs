@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use lanewatch::vision::align::{BoxMapping, MtcnnFace};
+use lanewatch::vision::align::chip::FACE_TEMPLATE_5;
+use lanewatch::vision::align::{BoxMapping, CHIP_PADDING, CHIP_SIZE, MtcnnFace};
+use lanewatch::vision::geometry::similarity;
 use lanewatch::vision::image::ImageView;
 use lanewatch::vision::landmarks::{Point, Rect, ShapePredictor};
 use serde::Deserialize;
@@ -181,4 +183,40 @@ fn fit_from_detections() {
         lm_err / (5 * n) as f64,
         lm_max
     );
+
+    // The MTCNN template: MTCNN's points carried into dlib's chip frame by the similarity that
+    // dlib's own alignment uses, averaged, in the unpadded unit square of FACE_TEMPLATE_5.
+    let (size, pad) = (CHIP_SIZE as f64, CHIP_PADDING);
+    let chip5: Vec<[f64; 2]> = FACE_TEMPLATE_5
+        .iter()
+        .map(|t| {
+            [
+                (pad + t[0]) / (2.0 * pad + 1.0) * size,
+                (pad + t[1]) / (2.0 * pad + 1.0) * size,
+            ]
+        })
+        .collect();
+    let mut sum = [[0.0f64; 2]; 5];
+    for (face, _, e) in &pairs {
+        let img: Vec<[f64; 2]> = e
+            .landmarks
+            .iter()
+            .map(|p| [f64::from(p[0]), f64::from(p[1])])
+            .collect();
+        // chip -> image is dlib's similarity; invert it to carry MTCNN's points into the chip.
+        let t = similarity(&chip5, &img);
+        let det = t.m[0][0] * t.m[1][1] - t.m[0][1] * t.m[1][0];
+        for (k, p) in face.points.iter().enumerate() {
+            let d = [f64::from(p.x) - t.b[0], f64::from(p.y) - t.b[1]];
+            let c = [
+                (t.m[1][1] * d[0] - t.m[0][1] * d[1]) / det,
+                (t.m[0][0] * d[1] - t.m[1][0] * d[0]) / det,
+            ];
+            for a in 0..2 {
+                sum[k][a] += (c[a] / size) * (2.0 * pad + 1.0) - pad;
+            }
+        }
+    }
+    let template = sum.map(|p| [p[0] / n as f64, p[1] / n as f64]);
+    println!("MTCNN template (unit square, unpadded): {template:?}");
 }

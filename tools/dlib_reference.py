@@ -16,8 +16,8 @@ notice, so dlib is run on the pixels exactly as lanewatch decodes them: first du
 --ignored dump_decoded_lfw`, then pass `--decoded /tmp/lfw-decoded`. The Rust tests check the
 decoded pixels against `pixels_sha256` first, so a decoder change cannot pass for an alignment error.
 
-`--scale 3` entries are the same images enlarged by pixel replication, which makes
-the chip much smaller than its source region and so exercises dlib's image pyramid.
+Entries with `scale` 3 or 6 are the same images enlarged by pixel replication, which makes the chip
+much smaller than its source region and so exercises one or two levels of dlib's image pyramid.
 """
 
 import argparse
@@ -121,7 +121,9 @@ def main():
     chosen = all_images[::step][: args.count]
     entries = []
     for i, rel in enumerate(chosen):
-        for scale in [1, 3] if i < args.pyramid_count else [1]:
+        # x6 puts the chip region beyond 600 px: two pyramid levels.
+        scales = [1, 3, 6] if i < 2 else [1, 3] if i < args.pyramid_count else [1]
+        for scale in scales:
             e = reference(detector, sp, os.path.join(images_dir, rel), "images/" + rel, scale, positions,
                           args.dump_chips, args.decoded)
             if e is None:
