@@ -9,6 +9,7 @@
 pub mod graph;
 pub mod reference;
 pub mod resnet;
+pub mod landmarks;
 pub mod serialize;
 
 use std::path::{Path, PathBuf};
