@@ -50,15 +50,19 @@ impl Embedder {
 
     /// Embeds one aligned chip whose size must be [`Self::chip_size`].
     pub fn embed(&mut self, chip: &RgbImage) -> anyhow::Result<Vec<f32>> {
+        self.embed_packed(chip.as_raw(), chip.width() as usize, chip.height() as usize)
+    }
+
+    /// Embeds a packed RGB chip (`width * height * 3` bytes, rows top to bottom).
+    pub fn embed_packed(&mut self, rgb: &[u8], width: usize, height: usize) -> anyhow::Result<Vec<f32>> {
         let (w, h) = self.chip_size();
         anyhow::ensure!(
-            chip.dimensions() == (w, h),
-            "face chip is {}x{}, the embedder {} needs {w}x{h}",
-            chip.width(),
-            chip.height(),
+            (width, height) == (w as usize, h as usize) && rgb.len() == width * height * 3,
+            "face chip is {width}x{height} ({} bytes), the embedder {} needs {w}x{h} RGB",
+            rgb.len(),
             self.model.path.display()
         );
-        fill_nchw(&mut self.input, chip, &self.model.contract.input);
+        fill_nchw(&mut self.input, rgb, &self.model.contract.input);
         let out = self
             .model
             .run(self.input.clone())
@@ -102,16 +106,15 @@ pub fn l2_normalised(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// Writes an RGB chip into a `[1, 3, H, W]` tensor applying the contract's channel order and `(p - mean) / std`.
-fn fill_nchw(t: &mut Tensor, chip: &RgbImage, input: &super::contract::InputSpec) {
-    let (w, h) = chip.dimensions();
-    let plane = (w * h) as usize;
+fn fill_nchw(t: &mut Tensor, rgb: &[u8], input: &super::contract::InputSpec) {
+    let plane = rgb.len() / 3;
     let bgr = input.color == "BGR";
     let mut view = t.to_plain_array_view_mut::<f32>().expect("f32 tensor");
     let data = view.as_slice_mut().expect("a fresh tensor is contiguous");
-    for (i, px) in chip.pixels().enumerate() {
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
         for c in 0..3 {
             let src = if bgr { 2 - c } else { c };
-            data[c * plane + i] = (px.0[src] as f32 - input.mean[c]) / input.std[c];
+            data[c * plane + i] = (px[src] as f32 - input.mean[c]) / input.std[c];
         }
     }
 }

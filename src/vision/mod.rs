@@ -2,12 +2,10 @@
 
 pub mod align;
 pub mod contract;
-<<<<<<< HEAD
 pub mod embed;
-=======
+pub mod faces;
 pub mod geometry;
 pub mod image;
->>>>>>> align
 pub mod landmarks;
 pub mod model;
 pub mod onnx_writer;

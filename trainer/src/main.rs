@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use trainer::import;
+use trainer::{eval, import};
 
 #[derive(Parser)]
 #[command(
@@ -20,12 +20,16 @@ enum Command {
     /// Convert published source weights into lanewatch ONNX models with the model contract.
     #[command(subcommand)]
     Import(import::Source),
+    /// Evaluate an embedder through the box's own detect → align → embed code.
+    #[command(subcommand)]
+    Eval(eval::command::Protocol),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Import(source) => import::execute(source),
+        Command::Eval(protocol) => eval::command::execute(protocol),
     };
     lanewatch::commands::exit_code(result)
 }

@@ -1,0 +1,169 @@
+//! detect → align → embed in one place: what the box runs on every frame, what `lanewatch enroll`
+//! runs on every photo, and what `trainer eval lfw` measures. One code path, so that what is measured
+//! is what runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use image::RgbImage;
+
+use super::align::{Aligner, BoxMapping, MtcnnFace};
+use super::detect::{Detector, DetectorConfig, Face};
+use super::embed::Embedder;
+use super::image::ImageView;
+use super::landmarks::{NUM_PARTS, Point};
+
+/// The model files the analyser needs.
+#[derive(Clone, Debug)]
+pub struct FaceModels {
+    pub pnet: PathBuf,
+    pub rnet: PathBuf,
+    pub onet: PathBuf,
+    pub landmarks: PathBuf,
+    pub embedder: PathBuf,
+}
+
+impl FaceModels {
+    /// The bundled defaults inside a models folder.
+    pub fn in_dir(dir: &Path) -> FaceModels {
+        FaceModels {
+            pnet: dir.join("mtcnn_pnet.onnx"),
+            rnet: dir.join("mtcnn_rnet.onnx"),
+            onet: dir.join("mtcnn_onet.onnx"),
+            landmarks: dir.join("dlib_5pt.lwsp"),
+            embedder: dir.join("dlib_resnet_v1.onnx"),
+        }
+    }
+
+    /// The models shipped in this repository's `models/` folder.
+    pub fn bundled() -> FaceModels {
+        Self::in_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+    }
+}
+
+/// One analysed face.
+#[derive(Clone, Debug)]
+pub struct FaceObservation {
+    /// Detector box x1, y1, x2, y2 in frame pixels, and its score.
+    pub bbox: [f32; 4],
+    pub score: f32,
+    /// dlib's five landmarks (eye corners, nose base) used for the chip.
+    pub landmarks: [Point; NUM_PARTS],
+    /// `None` when the face is smaller than the match size: counted, not matched.
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl FaceObservation {
+    /// The shorter side of the detector box, in pixels.
+    pub fn size_px(&self) -> f32 {
+        (self.bbox[2] - self.bbox[0]).min(self.bbox[3] - self.bbox[1])
+    }
+}
+
+pub struct FaceAnalyzer {
+    detector: Detector,
+    aligner: Aligner,
+    mapping: BoxMapping,
+    embedder: Embedder,
+    frame_size: (u32, u32),
+    detector_config: DetectorConfig,
+    models: FaceModels,
+}
+
+impl FaceAnalyzer {
+    /// Loads every model and plans the detector for `frame_w` x `frame_h` frames.
+    pub fn open(models: &FaceModels, frame_w: u32, frame_h: u32, config: DetectorConfig) -> anyhow::Result<Self> {
+        let detector =
+            Detector::from_files(&models.pnet, &models.rnet, &models.onet, frame_w, frame_h, config.clone())?;
+        let aligner = Aligner::open(&models.landmarks)?;
+        let embedder = Embedder::load(&models.embedder)?;
+        Ok(FaceAnalyzer {
+            detector,
+            aligner,
+            mapping: BoxMapping::MTCNN_TO_DLIB,
+            embedder,
+            frame_size: (frame_w, frame_h),
+            detector_config: config,
+            models: models.clone(),
+        })
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    pub fn frame_size(&self) -> (u32, u32) {
+        self.frame_size
+    }
+
+    /// Re-plans the detector for another frame size (a camera renegotiated, or a photo of another size).
+    pub fn resize(&mut self, frame_w: u32, frame_h: u32) -> anyhow::Result<()> {
+        if (frame_w, frame_h) != self.frame_size {
+            let m = &self.models;
+            self.detector = Detector::from_files(
+                &m.pnet,
+                &m.rnet,
+                &m.onet,
+                frame_w,
+                frame_h,
+                self.detector_config.clone(),
+            )?;
+            self.frame_size = (frame_w, frame_h);
+        }
+        Ok(())
+    }
+
+    /// Detects every face; aligns and embeds those whose box side is at least `min_match_px`.
+    pub fn analyze(&mut self, frame: &RgbImage, min_match_px: f32) -> anyhow::Result<Vec<FaceObservation>> {
+        let faces = self.detector.detect(frame).context("detecting faces")?;
+        let view = ImageView::rgb(frame.as_raw(), frame.width() as usize, frame.height() as usize)?;
+        let mut out = Vec::with_capacity(faces.len());
+        for face in faces {
+            out.push(self.observe(&view, &face, min_match_px)?);
+        }
+        Ok(out)
+    }
+
+    fn observe(&mut self, view: &ImageView<'_>, face: &Face, min_match_px: f32) -> anyhow::Result<FaceObservation> {
+        let mtcnn = MtcnnFace { bbox: face.bbox, points: face.landmarks.map(|p| Point::new(p[0], p[1])) };
+        let mut obs = FaceObservation {
+            bbox: face.bbox,
+            score: face.score,
+            landmarks: mtcnn.points,
+            embedding: None,
+        };
+        let Some(dlib_box) = self.mapping.apply(&mtcnn) else {
+            return Ok(obs);
+        };
+        if obs.size_px() < min_match_px {
+            return Ok(obs);
+        }
+        let aligned = self.aligner.align(view, dlib_box).context("aligning a face")?;
+        obs.landmarks = aligned.landmarks;
+        let chip = aligned.chip;
+        obs.embedding = Some(self.embedder.embed_packed(&chip.data, chip.width, chip.height)?);
+        Ok(obs)
+    }
+
+    /// The face an enrolment photo or an LFW image is about: the largest, ties to the most central.
+    pub fn main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<FaceObservation>> {
+        self.resize(image.width(), image.height())?;
+        let faces = self.analyze(image, 0.0)?;
+        let (cx, cy) = (image.width() as f32 / 2.0, image.height() as f32 / 2.0);
+        let key = |f: &FaceObservation| {
+            let [x1, y1, x2, y2] = f.bbox;
+            let off = ((x1 + x2) / 2.0 - cx).powi(2) + ((y1 + y2) / 2.0 - cy).powi(2);
+            (f.size_px(), -off)
+        };
+        Ok(faces
+            .into_iter()
+            .filter(|f| f.embedding.is_some())
+            .max_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)))
+    }
+}
+
+/// Reads any image file as RGB (grayscale photos get their channel replicated).
+pub fn read_rgb(path: &Path) -> anyhow::Result<RgbImage> {
+    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    Ok(img.to_rgb8())
+}
