@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod contract;
+pub mod detect;
 pub mod embed;
 pub mod faces;
 pub mod geometry;
