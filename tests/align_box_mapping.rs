@@ -1,13 +1,23 @@
 //! The MTCNN-to-dlib box mapping: the least-squares fit recovers known parameters, refuses
-//! degenerate data, and maps bad input to `None`. `fit_from_detections` (ignored; a development
-//! tool) fits the mapping from MTCNN detections on LFW calibration images against the dlib HOG
-//! boxes in `tests/fixtures/dlib_hog_calib.json` and reports how far the landmarks move.
+//! degenerate data, and maps bad input to `None`; the committed mapping is the fit of the
+//! calibration fixtures and puts the shape predictor where dlib's own boxes put it.
+//!
+//! Fixtures: `dlib_hog_calib.json` (dlib HOG boxes and landmarks on the 300 LFW `calib/` images,
+//! from `tools/dlib_reference.py`) and `mtcnn_calib_detections.json` (lanewatch's MTCNN main face on
+//! the same images). To refit after the detector changes, write the detections as a JSON list of
+//! `{image, bbox, landmarks}` (e.g. `Detector::new(models, 250, 250, DetectorConfig { min_face: 40.0,
+//! ..Default::default() })`, `main_face` per image), then run `LANEWATCH_MTCNN_CALIB=that.json cargo
+//! test -p lanewatch --test align_box_mapping -- --ignored --nocapture` and copy the printed numbers
+//! into `FITTED_BOX_MAPPING` and `MTCNN_TEMPLATE`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use lanewatch::vision::align::chip::FACE_TEMPLATE_5;
-use lanewatch::vision::align::{BoxMapping, CHIP_PADDING, CHIP_SIZE, MtcnnFace};
+use lanewatch::vision::align::{
+    BoxMapping, CHIP_PADDING, CHIP_SIZE, ChipScratch, FITTED_BOX_MAPPING, MtcnnFace, RgbChip,
+    chip_from_mtcnn_points, extract_image_chip, face_chip_details,
+};
 use lanewatch::vision::geometry::similarity;
 use lanewatch::vision::image::ImageView;
 use lanewatch::vision::landmarks::{Point, Rect, ShapePredictor};
@@ -106,70 +116,195 @@ struct CalibEntry {
 }
 
 #[derive(Deserialize)]
+struct Detections {
+    entries: Vec<Detection>,
+}
+
+#[derive(Deserialize)]
 struct Detection {
     image: String,
     bbox: [f32; 4],
     landmarks: [[f32; 2]; 5],
 }
 
-/// Development tool: `LANEWATCH_MTCNN_CALIB=detections.json cargo test -p lanewatch --test
-/// align_box_mapping -- --ignored --nocapture`, where the JSON is a list of `{image, bbox,
-/// landmarks}` (MTCNN's main face on each `calib/` image, paths relative to the LFW folder).
-#[test]
-#[ignore]
-fn fit_from_detections() {
-    let dets: Vec<Detection> = serde_json::from_str(
-        &std::fs::read_to_string(std::env::var("LANEWATCH_MTCNN_CALIB").unwrap()).unwrap(),
-    )
-    .unwrap();
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const LFW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/lfw");
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/dlib_5pt.lwsp");
+
+/// (MTCNN face, dlib HOG box, dlib entry) for every calibration image both found a face in.
+fn calibration_pairs(detections: &Path) -> Vec<(MtcnnFace, Rect, CalibEntry)> {
+    let text = std::fs::read_to_string(detections).unwrap();
+    // The fixture wraps the list; a freshly dumped file may be the bare list.
+    let dets: Vec<Detection> = serde_json::from_str::<Detections>(&text)
+        .map(|d| d.entries)
+        .or_else(|_| serde_json::from_str(&text))
+        .unwrap();
     let calib: Calib = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/dlib_hog_calib.json"
-        ))
-        .unwrap(),
+        &std::fs::read_to_string(format!("{FIXTURES}/dlib_hog_calib.json")).unwrap(),
     )
     .unwrap();
-    let dlib: HashMap<&str, &CalibEntry> = calib
+    let mut dlib: HashMap<String, CalibEntry> = calib
         .entries
-        .iter()
-        .map(|e| (e.image.as_str(), e))
+        .into_iter()
+        .map(|e| (e.image.clone(), e))
         .collect();
-    let pairs: Vec<(MtcnnFace, Rect, &CalibEntry)> = dets
-        .iter()
+    dets.iter()
         .filter_map(|d| {
-            let e = dlib.get(d.image.as_str())?;
+            let e = dlib.remove(&d.image)?;
             let [l, t, r, b] = e.bbox;
             let face = MtcnnFace {
                 bbox: d.bbox,
                 points: d.landmarks.map(|p| Point::new(p[0], p[1])),
             };
-            Some((face, Rect::new(l, t, r, b), *e))
+            Some((face, Rect::new(l, t, r, b), e))
         })
-        .collect();
+        .collect()
+}
+
+fn fixture_pairs() -> Vec<(MtcnnFace, Rect, CalibEntry)> {
+    calibration_pairs(Path::new(&format!(
+        "{FIXTURES}/mtcnn_calib_detections.json"
+    )))
+}
+
+fn gray(image: &str) -> image::GrayImage {
+    let path = PathBuf::from(LFW).join(image);
+    image::open(&path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e} (the tests expect shared/ beside the repository)",
+                path.display()
+            )
+        })
+        .to_luma8()
+}
+
+#[test]
+fn committed_mapping_is_the_fit_of_the_fixtures() {
+    let pairs = fixture_pairs();
+    assert!(pairs.len() >= 250, "{} calibration pairs", pairs.len());
+    let fit = BoxMapping::fit(&pairs.iter().map(|(f, r, _)| (*f, *r)).collect::<Vec<_>>()).unwrap();
+    let c = FITTED_BOX_MAPPING;
+    for (a, b) in [fit.cx, fit.cy, fit.side].iter().zip([c.cx, c.cy, c.side]) {
+        assert!(
+            (a[0] - b[0]).abs() < 1e-5 && (a[1] - b[1]).abs() < 1e-5,
+            "refit {fit:?} differs from FITTED_BOX_MAPPING {c:?}"
+        );
+    }
+}
+
+#[test]
+fn mapped_boxes_put_the_landmarks_where_dlib_boxes_do() {
+    let sp = ShapePredictor::open(Path::new(MODEL)).unwrap();
+    let mut scratch = sp.scratch();
+    let (mut sum, mut n, mut identical) = (0.0f64, 0usize, 0usize);
+    for (face, _, e) in fixture_pairs() {
+        let img = gray(&e.image);
+        let view =
+            ImageView::gray(img.as_raw(), img.width() as usize, img.height() as usize).unwrap();
+        let rect = lanewatch::vision::align::dlib_box_from_mtcnn(face.bbox, &face.points).unwrap();
+        let got = sp.predict(&view, rect, &mut scratch);
+        let mut all = true;
+        for (p, w) in got.iter().zip(&e.landmarks) {
+            sum += f64::from(((p.x - w[0]).powi(2) + (p.y - w[1]).powi(2)).sqrt());
+            all &= p.x == w[0] && p.y == w[1];
+        }
+        identical += usize::from(all);
+        n += 1;
+    }
+    let mean = sum / (5 * n) as f64;
+    eprintln!(
+        "mapped boxes: landmarks {mean:.3} px from dlib's on average; all five identical on {identical} of {n} faces"
+    );
+    assert!(
+        mean < 0.5,
+        "landmarks from mapped boxes are {mean} px from dlib's on average"
+    );
+}
+
+#[test]
+fn mtcnn_fallback_chip_is_close_to_dlibs() {
+    let (mut scratch, mut a, mut b) = (
+        ChipScratch::default(),
+        RgbChip::default(),
+        RgbChip::default(),
+    );
+    let (mut pixel_err, mut centre_err, mut n) = (0.0f64, 0.0f64, 0usize);
+    for (face, _, e) in fixture_pairs() {
+        let img = gray(&e.image);
+        let view =
+            ImageView::gray(img.as_raw(), img.width() as usize, img.height() as usize).unwrap();
+        let pts: [Point; 5] =
+            std::array::from_fn(|i| Point::new(e.landmarks[i][0], e.landmarks[i][1]));
+        let exact = face_chip_details(&pts, CHIP_SIZE, CHIP_PADDING);
+        let approx = chip_from_mtcnn_points(&face.points, CHIP_SIZE, CHIP_PADDING);
+        extract_image_chip(&view, &exact, &mut scratch, &mut a).unwrap();
+        extract_image_chip(&view, &approx, &mut scratch, &mut b).unwrap();
+        pixel_err += a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum::<f64>()
+            / a.data.len() as f64;
+        let (ca, cb) = (exact.rect.center(), approx.rect.center());
+        // In chip pixels: how far the approximate chip's centre is from the exact one's.
+        centre_err += ((ca[0] - cb[0]).powi(2) + (ca[1] - cb[1]).powi(2)).sqrt()
+            / exact.rect.width()
+            * CHIP_SIZE as f64;
+        n += 1;
+    }
+    let (pixel_err, centre_err) = (pixel_err / n as f64, centre_err / n as f64);
+    eprintln!(
+        "MTCNN fallback vs dlib chip: centre offset {centre_err:.2} chip px, pixels differ by {pixel_err:.2} grey levels on average"
+    );
+    assert!(centre_err < 4.0, "{centre_err}");
+}
+
+/// Development tool (see the top of this file): fits the mapping and the MTCNN template.
+#[test]
+#[ignore]
+fn fit_from_detections() {
+    let pairs = calibration_pairs(Path::new(
+        &std::env::var("LANEWATCH_MTCNN_CALIB")
+            .unwrap_or_else(|_| format!("{FIXTURES}/mtcnn_calib_detections.json")),
+    ));
     let fit = BoxMapping::fit(&pairs.iter().map(|(f, r, _)| (*f, *r)).collect::<Vec<_>>()).unwrap();
     println!("{} pairs; fitted {fit:?}", pairs.len());
 
-    let lfw = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/lfw"));
-    let sp = ShapePredictor::open(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/models/dlib_5pt.lwsp"
-    )))
-    .unwrap();
+    let sp = ShapePredictor::open(Path::new(MODEL)).unwrap();
     let mut scratch = sp.scratch();
+    // Two-fold cross-validation: each half is scored with the mapping fitted on the other half.
+    let halves: Vec<BoxMapping> = (0..2)
+        .map(|h| {
+            let train: Vec<(MtcnnFace, Rect)> = pairs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 != h)
+                .map(|(_, (f, r, _))| (*f, *r))
+                .collect();
+            BoxMapping::fit(&train).unwrap()
+        })
+        .collect();
     let (mut box_err, mut lm_err, mut lm_max, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-    for (face, rect, e) in &pairs {
-        let g = fit.apply(face).unwrap();
+    let mut identical = 0usize;
+    for (i, (face, rect, e)) in pairs.iter().enumerate() {
+        let g = halves[i % 2].apply(face).unwrap();
         box_err += f64::from(
             (g.left - rect.left).abs()
                 + (g.top - rect.top).abs()
                 + (g.right - rect.right).abs()
                 + (g.bottom - rect.bottom).abs(),
         ) / 4.0;
-        let img = image::open(lfw.join(&e.image)).unwrap().to_luma8();
+        let img = gray(&e.image);
         let view =
             ImageView::gray(img.as_raw(), img.width() as usize, img.height() as usize).unwrap();
         let got = sp.predict(&view, g, &mut scratch);
+        identical += usize::from(
+            got.iter()
+                .zip(&e.landmarks)
+                .all(|(p, w)| p.x == w[0] && p.y == w[1]),
+        );
         for (p, w) in got.iter().zip(&e.landmarks) {
             let d = f64::from(((p.x - w[0]).powi(2) + (p.y - w[1]).powi(2)).sqrt());
             lm_err += d;
@@ -178,7 +313,8 @@ fn fit_from_detections() {
         n += 1;
     }
     println!(
-        "mean box-side error {:.2} px; landmarks from mapped boxes vs from dlib boxes: mean {:.3} px, max {:.2} px",
+        "held out (2-fold): mean box-side error {:.2} px; landmarks from mapped boxes vs from dlib \
+         boxes: mean {:.3} px, max {:.2} px, all five identical on {identical} of {n} faces",
         box_err / n as f64,
         lm_err / (5 * n) as f64,
         lm_max

@@ -13,7 +13,9 @@ pub use chip::{
     AlignError, CHIP_PADDING, CHIP_SIZE, ChipDetails, ChipScratch, DRect, RgbChip,
     extract_image_chip, face_chip_details,
 };
-pub use mtcnn::{BoxMapping, MtcnnFace, chip_from_mtcnn_points};
+pub use mtcnn::{
+    BoxMapping, FITTED_BOX_MAPPING, MtcnnFace, chip_from_mtcnn_points, dlib_box_from_mtcnn,
+};
 
 use std::path::Path;
 

@@ -64,6 +64,13 @@ impl Point {
     }
 }
 
+/// From an `[x, y]` pair, as the MTCNN detector reports its landmarks.
+impl From<[f32; 2]> for Point {
+    fn from([x, y]: [f32; 2]) -> Self {
+        Self { x, y }
+    }
+}
+
 /// dlib's `rectangle`: integer corners, both inclusive (`width = right - left + 1`). The shape
 /// predictor was trained on dlib HOG boxes in this form, so it takes exactly this.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
