@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use image::RgbImage;
 
+use super::align::mtcnn::FITTED_BOX_MAPPING;
 use super::align::{Aligner, BoxMapping, MtcnnFace};
 use super::detect::{Detector, DetectorConfig, Face};
 use super::embed::Embedder;
@@ -80,7 +81,7 @@ impl FaceAnalyzer {
         Ok(FaceAnalyzer {
             detector,
             aligner,
-            mapping: BoxMapping::MTCNN_TO_DLIB,
+            mapping: FITTED_BOX_MAPPING,
             embedder,
             frame_size: (frame_w, frame_h),
             detector_config: config,

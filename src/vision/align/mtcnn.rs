@@ -54,14 +54,6 @@ pub struct BoxMapping {
 }
 
 impl BoxMapping {
-    /// Fitted by `tests/align_mtcnn_mapping.rs` on the 300 LFW calibration images (MTCNN main face
-    /// against dlib's HOG box); that test re-fits and fails if this drifts from the detector.
-    pub const MTCNN_TO_DLIB: BoxMapping = BoxMapping {
-        cx: [0.0396, -0.0609],
-        cy: [-0.3620, 0.1142],
-        side: [0.1992, 0.9103],
-    };
-
     pub fn apply(&self, face: &MtcnnFace) -> Option<Rect> {
         if !face.is_finite() {
             return None;
