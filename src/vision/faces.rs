@@ -9,7 +9,7 @@ use image::RgbImage;
 
 use super::align::mtcnn::FITTED_BOX_MAPPING;
 use super::align::{Aligner, BoxMapping, MtcnnFace};
-use super::detect::{Detector, DetectorConfig, Face};
+use super::detect::{Detector, DetectorConfig, Face, main_face};
 use super::embed::Embedder;
 use super::image::ImageView;
 use super::landmarks::{NUM_PARTS, Point};
@@ -146,20 +146,18 @@ impl FaceAnalyzer {
         Ok(obs)
     }
 
-    /// The face an enrolment photo or an LFW image is about: the largest, ties to the most central.
+    /// The face an enrolment photo or an LFW image is about: the largest, weighted towards the
+    /// centre (facenet-pytorch's choice), so a bystander at the edge is not picked. `None` when no
+    /// face is found or it cannot be aligned.
     pub fn main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<FaceObservation>> {
         self.resize(image.width(), image.height())?;
-        let faces = self.analyze(image, 0.0)?;
-        let (cx, cy) = (image.width() as f32 / 2.0, image.height() as f32 / 2.0);
-        let key = |f: &FaceObservation| {
-            let [x1, y1, x2, y2] = f.bbox;
-            let off = ((x1 + x2) / 2.0 - cx).powi(2) + ((y1 + y2) / 2.0 - cy).powi(2);
-            (f.size_px(), -off)
+        let faces = self.detector.detect(image).context("detecting faces")?;
+        let Some(face) = main_face(&faces, image.width(), image.height()) else {
+            return Ok(None);
         };
-        Ok(faces
-            .into_iter()
-            .filter(|f| f.embedding.is_some())
-            .max_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)))
+        let view = ImageView::rgb(image.as_raw(), image.width() as usize, image.height() as usize)?;
+        let obs = self.observe(&view, face, 0.0)?;
+        Ok(obs.embedding.is_some().then_some(obs))
     }
 }
 
