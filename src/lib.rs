@@ -4,4 +4,6 @@
 //! its own module; `main.rs` only parses arguments and calls into [`commands`].
 
 pub mod commands;
+pub mod matcher;
 pub mod vision;
+pub mod watchlist;
