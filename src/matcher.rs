@@ -7,9 +7,9 @@
 //! * Euclidean (raw descriptors): `d² = |q|² + |b|² - 2 q·b`, with `|q|²` and `|b|²` exact in f32;
 //! * Cosine: vectors are L2-normalised first, and `d = 1 - q·b`.
 //!
-//! The integer loop is written so that the compiler vectorises it (on x86-64 into `pmaddwd`, on
-//! aarch64 into `smlal`); there is no `unsafe` and no per-target code, so armv7 gets the same
-//! results from the scalar loop.
+//! The integer dot product is explicit SIMD where the base ISA guarantees it (x86-64 SSE2, AVX2
+//! when present, aarch64 NEON) and a scalar loop elsewhere (armv7); all give the same integers
+//! (see `kernel`).
 //!
 //! Error bound (stated for tests and the format doc): with per-component quantisation errors at most
 //! `s_b/2` (stored) and `s_q/2` (query), the approximate dot `q̂·b̂` obeys
@@ -18,6 +18,8 @@
 //! [`Index::distance_error_bound`] evaluates it for a query.
 
 use crate::vision::contract::Metric;
+
+mod kernel;
 
 /// Stored rows are padded with zeros to a multiple of this, so the inner loop has no remainder.
 const LANES: usize = 32;
@@ -106,18 +108,6 @@ fn quantise<T: TryFrom<i32>>(v: &[f32], scale: f32, out: &mut [T]) {
             *o = q;
         }
     }
-}
-
-/// The integer kernel. Fixed-size chunks with independent accumulators let LLVM vectorise it.
-#[inline]
-fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
-    let mut acc = [0i32; LANES];
-    for (ca, cb) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-        for k in 0..LANES {
-            acc[k] += ca[k] as i32 * cb[k] as i32;
-        }
-    }
-    acc.iter().sum()
 }
 
 /// A quantised query, prepared once and reused across the scan.
@@ -224,6 +214,7 @@ impl Index {
     pub fn search(&self, query: &[f32]) -> Result<Option<Match>, MatchError> {
         let q = self.query(query)?;
         // Per row, `|b|² - 2 q·b` orders rows like the distance for both metrics.
+        let dot_i8_i16 = kernel::select();
         let mut best: Option<(usize, usize, f32)> = None; // (identity, row, key)
         let mut second: Option<(usize, usize, f32)> = None;
         for (identity, rows) in self.owners.iter().enumerate() {
@@ -353,6 +344,21 @@ impl ExactIndex {
         }
     }
 
+    /// Exact distance from `query` to the closest embedding of one identity.
+    pub fn distance_to_identity(
+        &self,
+        query: &[f32],
+        identity: usize,
+    ) -> Result<Option<f32>, MatchError> {
+        check(query, self.dim, self.metric)?;
+        let q = prepared(query, self.metric);
+        Ok(self.owners.get(identity).map(|rows| {
+            rows.clone()
+                .map(|r| self.distance(&q, r))
+                .fold(f32::INFINITY, f32::min)
+        }))
+    }
+
     pub fn search(&self, query: &[f32]) -> Result<Option<Match>, MatchError> {
         check(query, self.dim, self.metric)?;
         let q = prepared(query, self.metric);
@@ -408,7 +414,7 @@ mod tests {
         let a: Vec<i8> = (0..64).map(|i| (i * 37 % 255 - 127) as i8).collect();
         let b: Vec<i16> = (0..64).map(|i| (i * 9001 % 65535 - 32767) as i16).collect();
         let want: i64 = a.iter().zip(&b).map(|(x, y)| *x as i64 * *y as i64).sum();
-        assert_eq!(dot_i8_i16(&a, &b) as i64, want);
+        assert_eq!(kernel::select()(&a, &b) as i64, want);
     }
 
     #[test]

@@ -48,8 +48,17 @@ pub struct ActiveWatchlist {
 impl ActiveWatchlist {
     /// Loads the store's active file; fails if there is none or it does not verify.
     pub fn load(store: Store, verifier: Verifier) -> Result<ActiveWatchlist, StoreError> {
+        Self::load_at(store, verifier, unix_now())
+    }
+
+    /// [`ActiveWatchlist::load`] with the clock given (unix seconds).
+    pub fn load_at(
+        store: Store,
+        verifier: Verifier,
+        now: u64,
+    ) -> Result<ActiveWatchlist, StoreError> {
         let seen = stamp(&store.active_path());
-        let loaded = store.load_active(&verifier, unix_now())?;
+        let loaded = store.load_active(&verifier, now)?;
         Ok(ActiveWatchlist {
             store,
             verifier,
@@ -69,7 +78,8 @@ impl ActiveWatchlist {
 
     /// Loads and verifies a changed active file in the caller's thread, then swaps it in. A file
     /// that fails any check (including a sequence below the one running) is reported and the
-    /// running list stays. After `watchlist rollback`, restart the service to load the older list.
+    /// running list stays; it is checked and reported again on each call until replaced. After
+    /// `watchlist rollback`, restart the service to load the older list.
     pub fn reload_if_changed_at(&self, now: u64) -> Result<Reload, StoreError> {
         let path = self.store.active_path();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());

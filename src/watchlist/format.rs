@@ -120,6 +120,13 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// Envelope and body of a file whose signature is NOT checked: for `inspect` and `diff` on a
+/// technician's machine, and for reading the sequence of the box's own installed file.
+pub fn decode_unverified(bytes: &[u8]) -> Result<(Header, Body), Rejection> {
+    let envelope = Envelope::parse(bytes)?;
+    Ok((envelope.header, Body::decode(envelope.body)?))
+}
+
 /// Writes the header for a body of `body_len` bytes signed by `key_id`.
 pub fn encode_header(key_id: KeyId, body_len: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
@@ -423,6 +430,32 @@ mod tests {
         assert!(
             matches!(Body::decode(&bytes), Err(Rejection::Malformed(m)) if m.contains("left over"))
         );
+    }
+
+    /// The layout documented in docs/watchlist-format.md, byte for byte.
+    #[test]
+    fn body_layout_matches_the_format_document() {
+        let mut b = body();
+        b.sequence = 300;
+        b.created_at = 1;
+        b.expires_at = 2;
+        b.dim = 128;
+        b.entries[0].embeddings[0] = vec![0.25; 128];
+        let bytes = b.encode().unwrap();
+        let mut want = vec![0xac, 0x02, 0x01, 0x02];
+        want.extend([9u8; 32]);
+        want.extend([
+            0x80, 0x01, 0x00, 0x9a, 0x99, 0x19, 0x3f, 0xcd, 0xcc, 0x4c, 0x3d,
+        ]);
+        // One entry: id "p-1", name "A", list "l", severity high (2), one embedding of 128 values.
+        want.extend([
+            0x01, 0x03, b'p', b'-', b'1', 0x01, b'A', 0x01, b'l', 0x02, 0x01, 0x80, 0x01,
+        ]);
+        want.extend(std::iter::repeat_n(0.25f32.to_le_bytes(), 128).flatten());
+        // One photo hash.
+        want.push(0x01);
+        want.extend([1u8; 32]);
+        assert_eq!(bytes, want);
     }
 
     #[test]

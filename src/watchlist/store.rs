@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::error::{Rejection, WatchlistError};
-use super::format::{Body, Envelope, MAX_FILE_LEN};
+use super::format::{Body, MAX_FILE_LEN, decode_unverified};
 use super::verify::{Verified, Verifier};
 use crate::matcher::Index;
 
@@ -416,6 +416,5 @@ impl Store {
 
 /// The sequence number of a structurally valid file, signature not checked.
 pub fn sequence_of(bytes: &[u8]) -> Result<u64, Rejection> {
-    let envelope = Envelope::parse(bytes)?;
-    Ok(Body::decode(envelope.body)?.sequence)
+    Ok(decode_unverified(bytes)?.1.sequence)
 }
