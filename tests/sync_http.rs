@@ -129,7 +129,7 @@ fn retries_server_errors_with_backoff_then_installs() {
     let (url, seen) = serve(vec![status(503), status(500), ok(file(4), None)]);
     let s = syncer(&url, &dir);
     let mut waits = Vec::new();
-    let outcome = s.sync(&mut |d| waits.push(d)).unwrap();
+    let outcome = s.sync_with_clock(&|| NOW, &mut |d| waits.push(d)).unwrap();
     assert_eq!(outcome, SyncOutcome::Installed { from: None, to: 4 });
     assert_eq!(
         waits,
@@ -151,7 +151,7 @@ fn gives_up_after_the_retries_and_keeps_the_active_list() {
         .port();
     let s = syncer(&format!("http://127.0.0.1:{port}/w.lwl"), &dir);
     let mut waits = 0;
-    let err = s.sync(&mut |_| waits += 1).unwrap_err();
+    let err = s.sync_with_clock(&|| NOW, &mut |_| waits += 1).unwrap_err();
     assert!(matches!(err, SyncError::Transport { .. }), "{err}");
     assert_eq!(waits, 2);
     assert_eq!(store.active_bytes().unwrap().unwrap(), file(2));
@@ -173,15 +173,17 @@ fn refused_files_are_not_retried_and_never_touch_disk() {
     ]);
     let s = syncer(&url, &dir);
     let kinds: Vec<Rejection> = (0..3)
-        .map(
-            |_| match s.sync(&mut |_| panic!("a refused file must not be retried")) {
+        .map(|_| {
+            match s.sync_with_clock(&|| NOW, &mut |_| {
+                panic!("a refused file must not be retried")
+            }) {
                 Err(SyncError::Store(StoreError::Rejected(WatchlistError { kind, origin }))) => {
                     assert_eq!(origin, url);
                     kind
                 }
                 other => panic!("{other:?}"),
-            },
-        )
+            }
+        })
         .collect();
     assert!(matches!(kinds[0], Rejection::BadSignature { .. }));
     assert!(matches!(
@@ -192,7 +194,9 @@ fn refused_files_are_not_retried_and_never_touch_disk() {
         }
     ));
     assert!(matches!(kinds[2], Rejection::UnknownKey { .. }));
-    let err = s.sync(&mut |_| panic!("404 is not retried")).unwrap_err();
+    let err = s
+        .sync_with_clock(&|| NOW, &mut |_| panic!("404 is not retried"))
+        .unwrap_err();
     assert!(matches!(err, SyncError::Status { status: 404, .. }));
     assert_eq!(seen.lock().unwrap().len(), 4);
     assert_eq!(store.active_bytes().unwrap().unwrap(), file(5));

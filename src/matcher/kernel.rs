@@ -25,6 +25,7 @@ pub(crate) fn select() -> Kernel {
 }
 
 /// Every kernel this CPU can run, by name: tests check each against [`scalar`].
+#[cfg(test)]
 pub(crate) fn available() -> Vec<(&'static str, Kernel)> {
     let mut out: Vec<(&'static str, Kernel)> = vec![("scalar", scalar)];
     #[cfg(target_arch = "x86_64")]
@@ -39,6 +40,8 @@ pub(crate) fn available() -> Vec<(&'static str, Kernel)> {
     out
 }
 
+/// The portable fallback; on x86-64 and aarch64 only the tests call it.
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
 pub(crate) fn scalar(a: &[i8], b: &[i16]) -> i32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()

@@ -153,10 +153,19 @@ impl Syncer {
     /// [`Syncer::fetch_once`] with retries on transient failures; `sleep` waits between tries
     /// (injected so tests do not wait for real).
     pub fn sync(&self, sleep: &mut dyn FnMut(Duration)) -> Result<SyncOutcome, SyncError> {
+        self.sync_with_clock(&unix_now, sleep)
+    }
+
+    /// [`Syncer::sync`] with the clock (unix seconds) given.
+    pub fn sync_with_clock(
+        &self,
+        now: &dyn Fn() -> u64,
+        sleep: &mut dyn FnMut(Duration),
+    ) -> Result<SyncOutcome, SyncError> {
         let mut backoff = self.config.first_backoff;
         let mut attempt = 0;
         loop {
-            match self.fetch_once(unix_now()) {
+            match self.fetch_once(now()) {
                 Err(e) if e.is_transient() && attempt < self.config.retries => {
                     attempt += 1;
                     eprintln!(
