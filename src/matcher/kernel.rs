@@ -52,7 +52,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     pub fn dot_sse2(a: &[i8], b: &[i16]) -> i32 {
-        assert!(a.len() == b.len() && a.len() % 16 == 0);
+        assert!(a.len() == b.len() && a.len().is_multiple_of(16));
         // SAFETY: SSE2 is part of the x86-64 base ISA; loads are unaligned and stay inside the
         // slices (checked above: equal lengths, whole 16-element chunks).
         unsafe {
@@ -74,7 +74,7 @@ mod x86 {
     }
 
     pub fn dot_avx2(a: &[i8], b: &[i16]) -> i32 {
-        assert!(a.len() == b.len() && a.len() % 16 == 0);
+        assert!(a.len() == b.len() && a.len().is_multiple_of(16));
         // SAFETY: only selected after `is_x86_feature_detected!("avx2")`; bounds as above.
         unsafe { avx2(a, b) }
     }
@@ -105,7 +105,7 @@ mod neon {
     use std::arch::aarch64::*;
 
     pub fn dot(a: &[i8], b: &[i16]) -> i32 {
-        assert!(a.len() == b.len() && a.len() % 16 == 0);
+        assert!(a.len() == b.len() && a.len().is_multiple_of(16));
         // SAFETY: NEON is part of the aarch64 base ISA; loads stay inside the slices (checked above).
         unsafe {
             let mut acc0 = vdupq_n_s32(0);

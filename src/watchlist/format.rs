@@ -472,7 +472,8 @@ mod tests {
 
     #[test]
     fn validation_catches_each_rule() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Body)>)> = vec![
+        type Mutate = Box<dyn Fn(&mut Body)>;
+        let cases: Vec<(&str, Mutate)> = vec![
             ("dimension", Box::new(|b| b.dim = 0)),
             ("expires", Box::new(|b| b.expires_at = b.created_at)),
             (
