@@ -182,6 +182,14 @@ pub struct Thresholds {
     pub min_margin: f32,
 }
 
+impl Thresholds {
+    /// The issuer's rule applied to a search result: close enough, and clearly closer than anyone
+    /// else on the list.
+    pub fn accepts(&self, m: &crate::matcher::Match) -> bool {
+        m.distance <= self.max_distance && m.margin >= self.min_margin
+    }
+}
+
 /// One watchlisted person.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -430,6 +438,25 @@ mod tests {
         assert!(
             matches!(Body::decode(&bytes), Err(Rejection::Malformed(m)) if m.contains("left over"))
         );
+    }
+
+    #[test]
+    fn thresholds_need_distance_and_margin() {
+        let t = Thresholds {
+            max_distance: 0.6,
+            min_margin: 0.05,
+        };
+        let m = |distance: f32, margin: f32| crate::matcher::Match {
+            identity: 0,
+            distance,
+            similarity: 0.9,
+            second: None,
+            margin,
+        };
+        assert!(t.accepts(&m(0.5, 0.1)));
+        assert!(t.accepts(&m(0.6, f32::INFINITY)));
+        assert!(!t.accepts(&m(0.61, 0.1)));
+        assert!(!t.accepts(&m(0.5, 0.04)));
     }
 
     /// The layout documented in docs/watchlist-format.md, byte for byte.
