@@ -5,4 +5,6 @@
 
 pub mod commands;
 pub mod config;
+pub mod matcher;
 pub mod vision;
+pub mod watchlist;

@@ -18,12 +18,21 @@ struct Cli {
 enum Command {
     /// Show a model file's contract and fingerprint, and check that it loads.
     Probe(commands::probe::Args),
+    /// Create an ed25519 key pair for signing watchlists.
+    Keygen(commands::keygen::Args),
+    /// Inspect, verify, diff, install or roll back watchlist files.
+    Watchlist(commands::watchlist::Args),
+    /// Fetch the signed watchlist from a web server and install it when it changed.
+    Sync(commands::sync::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Probe(args) => commands::probe::execute(args),
+        Command::Keygen(args) => commands::keygen::execute(args),
+        Command::Watchlist(args) => commands::watchlist::execute(args),
+        Command::Sync(args) => commands::sync::execute(args),
     };
     commands::exit_code(result)
 }

@@ -1,6 +1,9 @@
 //! One module per subcommand: each has `Args` (clap) and `execute`, so that `main.rs` only dispatches.
 
+pub mod keygen;
 pub mod probe;
+pub mod sync;
+pub mod watchlist;
 
 /// Prints an error chain the way a user can act on it and maps it to an exit code.
 pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
