@@ -30,7 +30,11 @@ struct Entry {
 fn shipped_mapping_matches_a_fresh_fit_and_keeps_landmarks_in_place() {
     let lfw = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/lfw"));
     let calib: Calib = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dlib_hog_calib.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/dlib_hog_calib.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     let models = FaceModels::bundled();
@@ -40,7 +44,10 @@ fn shipped_mapping_matches_a_fresh_fit_and_keeps_landmarks_in_place() {
         &models.onet,
         250,
         250,
-        DetectorConfig { min_face: 40.0, ..DetectorConfig::default() },
+        DetectorConfig {
+            min_face: 40.0,
+            ..DetectorConfig::default()
+        },
     )
     .unwrap();
     let sp = ShapePredictor::open(&models.landmarks).unwrap();
@@ -50,12 +57,22 @@ fn shipped_mapping_matches_a_fresh_fit_and_keeps_landmarks_in_place() {
     for e in &calib.entries {
         let rgb = image::open(lfw.join(&e.image)).unwrap().to_rgb8();
         let faces = detector.detect(&rgb).unwrap();
-        let Some(f) = main_face(&faces, 250, 250) else { continue };
-        let face = MtcnnFace { bbox: f.bbox, points: f.landmarks.map(|p| Point::new(p[0], p[1])) };
+        let Some(f) = main_face(&faces, 250, 250) else {
+            continue;
+        };
+        let face = MtcnnFace {
+            bbox: f.bbox,
+            points: f.landmarks.map(|p| Point::new(p[0], p[1])),
+        };
         let [l, t, r, b] = e.bbox;
         samples.push((face, Rect::new(l, t, r, b), e, rgb));
     }
-    assert!(samples.len() >= 280, "MTCNN found only {} of {} calibration faces", samples.len(), calib.entries.len());
+    assert!(
+        samples.len() >= 280,
+        "MTCNN found only {} of {} calibration faces",
+        samples.len(),
+        calib.entries.len()
+    );
     let pairs: Vec<(MtcnnFace, Rect)> = samples.iter().map(|(f, r, _, _)| (*f, *r)).collect();
     let fit = BoxMapping::fit(&pairs).unwrap();
     println!("{} pairs; fresh fit {fit:?}", pairs.len());
@@ -74,7 +91,15 @@ fn shipped_mapping_matches_a_fresh_fit_and_keeps_landmarks_in_place() {
     };
     let fresh = landmark_error(&fit, &mut scratch);
     let shipped = landmark_error(&FITTED_BOX_MAPPING, &mut scratch);
-    println!("mean landmark displacement vs dlib's boxes: fresh fit {fresh:.3} px, shipped {shipped:.3} px");
-    assert!(shipped <= fresh + 0.05, "the shipped mapping ({shipped:.3} px) is worse than a fresh fit ({fresh:.3} px): update FITTED_BOX_MAPPING to {fit:?}");
-    assert!(shipped < 1.5, "landmarks from mapped boxes are {shipped:.3} px from dlib's on average");
+    println!(
+        "mean landmark displacement vs dlib's boxes: fresh fit {fresh:.3} px, shipped {shipped:.3} px"
+    );
+    assert!(
+        shipped <= fresh + 0.05,
+        "the shipped mapping ({shipped:.3} px) is worse than a fresh fit ({fresh:.3} px): update FITTED_BOX_MAPPING to {fit:?}"
+    );
+    assert!(
+        shipped < 1.5,
+        "landmarks from mapped boxes are {shipped:.3} px from dlib's on average"
+    );
 }

@@ -54,7 +54,12 @@ impl Embedder {
     }
 
     /// Embeds a packed RGB chip (`width * height * 3` bytes, rows top to bottom).
-    pub fn embed_packed(&mut self, rgb: &[u8], width: usize, height: usize) -> anyhow::Result<Vec<f32>> {
+    pub fn embed_packed(
+        &mut self,
+        rgb: &[u8],
+        width: usize,
+        height: usize,
+    ) -> anyhow::Result<Vec<f32>> {
         let (w, h) = self.chip_size();
         anyhow::ensure!(
             (width, height) == (w as usize, h as usize) && rgb.len() == width * height * 3,

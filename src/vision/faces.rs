@@ -73,9 +73,20 @@ pub struct FaceAnalyzer {
 
 impl FaceAnalyzer {
     /// Loads every model and plans the detector for `frame_w` x `frame_h` frames.
-    pub fn open(models: &FaceModels, frame_w: u32, frame_h: u32, config: DetectorConfig) -> anyhow::Result<Self> {
-        let detector =
-            Detector::from_files(&models.pnet, &models.rnet, &models.onet, frame_w, frame_h, config.clone())?;
+    pub fn open(
+        models: &FaceModels,
+        frame_w: u32,
+        frame_h: u32,
+        config: DetectorConfig,
+    ) -> anyhow::Result<Self> {
+        let detector = Detector::from_files(
+            &models.pnet,
+            &models.rnet,
+            &models.onet,
+            frame_w,
+            frame_h,
+            config.clone(),
+        )?;
         let aligner = Aligner::open(&models.landmarks)?;
         let embedder = Embedder::load(&models.embedder)?;
         Ok(FaceAnalyzer {
@@ -115,9 +126,17 @@ impl FaceAnalyzer {
     }
 
     /// Detects every face; aligns and embeds those whose box side is at least `min_match_px`.
-    pub fn analyze(&mut self, frame: &RgbImage, min_match_px: f32) -> anyhow::Result<Vec<FaceObservation>> {
+    pub fn analyze(
+        &mut self,
+        frame: &RgbImage,
+        min_match_px: f32,
+    ) -> anyhow::Result<Vec<FaceObservation>> {
         let faces = self.detector.detect(frame).context("detecting faces")?;
-        let view = ImageView::rgb(frame.as_raw(), frame.width() as usize, frame.height() as usize)?;
+        let view = ImageView::rgb(
+            frame.as_raw(),
+            frame.width() as usize,
+            frame.height() as usize,
+        )?;
         let mut out = Vec::with_capacity(faces.len());
         for face in faces {
             out.push(self.observe(&view, &face, min_match_px)?);
@@ -125,8 +144,16 @@ impl FaceAnalyzer {
         Ok(out)
     }
 
-    fn observe(&mut self, view: &ImageView<'_>, face: &Face, min_match_px: f32) -> anyhow::Result<FaceObservation> {
-        let mtcnn = MtcnnFace { bbox: face.bbox, points: face.landmarks.map(|p| Point::new(p[0], p[1])) };
+    fn observe(
+        &mut self,
+        view: &ImageView<'_>,
+        face: &Face,
+        min_match_px: f32,
+    ) -> anyhow::Result<FaceObservation> {
+        let mtcnn = MtcnnFace {
+            bbox: face.bbox,
+            points: face.landmarks.map(|p| Point::new(p[0], p[1])),
+        };
         let mut obs = FaceObservation {
             bbox: face.bbox,
             score: face.score,
@@ -139,10 +166,16 @@ impl FaceAnalyzer {
         if obs.size_px() < min_match_px {
             return Ok(obs);
         }
-        let aligned = self.aligner.align(view, dlib_box).context("aligning a face")?;
+        let aligned = self
+            .aligner
+            .align(view, dlib_box)
+            .context("aligning a face")?;
         obs.landmarks = aligned.landmarks;
         let chip = aligned.chip;
-        obs.embedding = Some(self.embedder.embed_packed(&chip.data, chip.width, chip.height)?);
+        obs.embedding = Some(
+            self.embedder
+                .embed_packed(&chip.data, chip.width, chip.height)?,
+        );
         Ok(obs)
     }
 
@@ -155,7 +188,11 @@ impl FaceAnalyzer {
         let Some(face) = main_face(&faces, image.width(), image.height()) else {
             return Ok(None);
         };
-        let view = ImageView::rgb(image.as_raw(), image.width() as usize, image.height() as usize)?;
+        let view = ImageView::rgb(
+            image.as_raw(),
+            image.width() as usize,
+            image.height() as usize,
+        )?;
         let obs = self.observe(&view, face, 0.0)?;
         Ok(obs.embedding.is_some().then_some(obs))
     }

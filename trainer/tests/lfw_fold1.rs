@@ -27,6 +27,13 @@ fn fold1_accuracy_of_the_bundled_embedder_is_at_least_98_5_percent() {
         100.0 * report.tar_at_far
     );
     assert_eq!(report.pairs, 600);
-    assert!(report.mean_accuracy >= 0.985, "fold-1 accuracy {:.2}% is below 98.5%", 100.0 * report.mean_accuracy);
-    assert!(without_face * 200 <= images, "{without_face} of {images} images had no face (limit 0.5%)");
+    assert!(
+        report.mean_accuracy >= 0.985,
+        "fold-1 accuracy {:.2}% is below 98.5%",
+        100.0 * report.mean_accuracy
+    );
+    assert!(
+        without_face * 200 <= images,
+        "{without_face} of {images} images had no face (limit 0.5%)"
+    );
 }

@@ -76,7 +76,10 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<(Report, (usize, usize, f64))> 
     }
     let mut models = FaceModels::in_dir(&args.models_dir);
     models.embedder = args.model.clone();
-    let config = DetectorConfig { min_face: args.min_face, ..DetectorConfig::default() };
+    let config = DetectorConfig {
+        min_face: args.min_face,
+        ..DetectorConfig::default()
+    };
     let start = Instant::now();
     let embeddings = embed_all(&images, &models, &config, args.threads.clamp(1, 64))?;
     let seconds = start.elapsed().as_secs_f64();
@@ -84,8 +87,18 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<(Report, (usize, usize, f64))> 
 
     let probe = FaceAnalyzer::open(&models, 250, 250, config)?;
     let metric = probe.embedder().spec().metric;
-    let scored = score_pairs(&pairs, &embeddings, |a, b| distance(metric, a, b));
-    let report = evaluate(&scored, pairs.folds, args.far)?;
+    let mut scored = score_pairs(&pairs, &embeddings, |a, b| distance(metric, a, b));
+    let mut folds = pairs.folds;
+    if folds == 1 {
+        // A one-fold file (such as LFW's fold 1 alone) would choose and test the threshold on the same
+        // pairs; split it into 10 interleaved folds so the threshold is still chosen on held-out pairs.
+        folds = 10;
+        scored
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, s)| s.fold = i % folds);
+    }
+    let report = evaluate(&scored, folds, args.far)?;
     Ok((report, (images.len(), without_face, seconds)))
 }
 
@@ -97,31 +110,35 @@ fn embed_all(
 ) -> anyhow::Result<BTreeMap<PathBuf, Option<Vec<f32>>>> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Vec<anyhow::Result<Vec<(PathBuf, Option<Vec<f32>>)>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<(PathBuf, Option<Vec<f32>>)>> {
-                    let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = images.get(i) else { break };
-                        let rgb = read_rgb(path)?;
-                        let face = analyzer
-                            .main_face(&rgb)
-                            .with_context(|| format!("analysing {}", path.display()))?;
-                        out.push((path.clone(), face.and_then(|f| f.embedding)));
-                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n % 500 == 0 {
-                            eprintln!("trainer eval: {n}/{} images", images.len());
+    let results: Vec<anyhow::Result<Vec<(PathBuf, Option<Vec<f32>>)>>> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<Vec<(PathBuf, Option<Vec<f32>>)>> {
+                        let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(path) = images.get(i) else { break };
+                            let rgb = read_rgb(path)?;
+                            let face = analyzer
+                                .main_face(&rgb)
+                                .with_context(|| format!("analysing {}", path.display()))?;
+                            out.push((path.clone(), face.and_then(|f| f.embedding)));
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n % 500 == 0 {
+                                eprintln!("trainer eval: {n}/{} images", images.len());
+                            }
                         }
-                    }
-                    Ok(out)
+                        Ok(out)
+                    })
                 })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("an evaluation worker panicked")).collect()
-    });
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("an evaluation worker panicked"))
+                .collect()
+        });
     let mut map = BTreeMap::new();
     for r in results {
         map.extend(r?);
@@ -131,23 +148,50 @@ fn embed_all(
 
 fn print_report(args: &LfwArgs, r: &Report, (images, without_face, seconds): (usize, usize, f64)) {
     if args.json {
-        let summary = ImagesSummary { images, images_without_face: without_face, seconds };
+        let summary = ImagesSummary {
+            images,
+            images_without_face: without_face,
+            seconds,
+        };
         let v = serde_json::json!({ "model": args.model, "report": r, "images": summary });
-        println!("{}", serde_json::to_string_pretty(&v).expect("plain data serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("plain data serialises")
+        );
         return;
     }
-    println!("LFW verification: {} ({} pairs, {} folds)", model_name(&args.model), r.pairs, r.folds.len());
-    println!("  accuracy        {:.2}% ± {:.2}", 100.0 * r.mean_accuracy, 100.0 * r.std_accuracy);
+    println!(
+        "LFW verification: {} ({} pairs, {} folds)",
+        model_name(&args.model),
+        r.pairs,
+        r.folds.len()
+    );
+    println!(
+        "  accuracy        {:.2}% ± {:.2}",
+        100.0 * r.mean_accuracy,
+        100.0 * r.std_accuracy
+    );
     println!("  threshold       {:.4} (best on all pairs)", r.threshold);
-    println!("  TAR @ FAR {:<6}{:.2}% (threshold {:.4})", r.far_target, 100.0 * r.tar_at_far, r.threshold_at_far);
+    println!(
+        "  TAR @ FAR {:<6}{:.2}% (threshold {:.4})",
+        r.far_target,
+        100.0 * r.tar_at_far,
+        r.threshold_at_far
+    );
     println!(
         "  no face found   {without_face} of {images} images ({:.2}%), {} pairs counted as errors",
         100.0 * without_face as f64 / images.max(1) as f64,
         r.pairs_without_face
     );
-    println!("  time            {seconds:.1} s ({:.1} ms per image)", 1000.0 * seconds / images.max(1) as f64);
+    println!(
+        "  time            {seconds:.1} s ({:.1} ms per image)",
+        1000.0 * seconds / images.max(1) as f64
+    );
 }
 
 fn model_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

@@ -7,9 +7,9 @@
 //! - [`reference`]: an independent plain-loop forward pass used to check the graph.
 
 pub mod graph;
+pub mod landmarks;
 pub mod reference;
 pub mod resnet;
-pub mod landmarks;
 pub mod serialize;
 
 use std::path::{Path, PathBuf};
