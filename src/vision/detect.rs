@@ -19,18 +19,14 @@ pub const PNET_FILE: &str = "mtcnn_pnet.onnx";
 pub const RNET_FILE: &str = "mtcnn_rnet.onnx";
 pub const ONET_FILE: &str = "mtcnn_onet.onnx";
 
-/// Crops per R-/O-Net run. tract runs a batch of N faster than N runs of one (measured in
-/// `tests/detect_lfw.rs`); a partly filled batch is padded, and a lone face uses a batch-1 plan.
-pub const BATCH: usize = 16;
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetectorConfig {
     /// Smallest face side searched for, in pixels (facenet-pytorch's `min_face_size`).
     pub min_face: f32,
     /// Score thresholds of P-, R- and O-Net.
     pub thresholds: [f32; 3],
-    /// Pyramid scale step.
-    pub factor: f32,
+    /// Pyramid scale step (f64 like Python's, so the level sizes match facenet-pytorch's).
+    pub factor: f64,
 }
 
 impl Default for DetectorConfig {
@@ -86,16 +82,17 @@ pub enum DetectError {
 
 /// One pyramid level: its scale, P-Net input size and plan.
 struct Level {
+    /// As torch uses it in box arithmetic (f32); the sizes come from the f64 value, as in Python.
     scale: f32,
     h: usize,
     w: usize,
     plan: Model,
 }
 
-/// A fixed-size net planned for a full batch and for one crop.
+/// R- or O-Net, planned for one crop per run: tract 0.23.9 takes the same time per crop at batch
+/// 1 as at 2..32 (`tests/detect_batch_timing.rs`), so batching would only add padding.
 struct Stage {
-    full: Model,
-    one: Model,
+    plan: Model,
     side: usize,
     outputs: usize,
 }
@@ -154,13 +151,18 @@ impl Detector {
         pfile.expect_role(Role::MtcnnPnet)?;
         let mut levels = Vec::new();
         for scale in pyramid(frame_w, frame_h, &config) {
-            let h = (frame_h as f64 * scale as f64 + 1.0) as usize;
-            let w = (frame_w as f64 * scale as f64 + 1.0) as usize;
+            let h = (frame_h as f64 * scale + 1.0) as usize;
+            let w = (frame_w as f64 * scale + 1.0) as usize;
             let plan = pfile.plan(1, h, w)?;
             // Valid 3x3 conv, 2x2 ceil pool, two valid 3x3 convs.
             let (oh, ow) = ((h - 2).div_ceil(2) - 4, (w - 2).div_ceil(2) - 4);
             check_outputs(&plan, &[vec![1, 2, oh, ow], vec![1, 4, oh, ow]])?;
-            levels.push(Level { scale, h, w, plan });
+            levels.push(Level {
+                scale: scale as f32,
+                h,
+                w,
+                plan,
+            });
         }
         Ok(Detector {
             frame_w,
@@ -328,15 +330,15 @@ fn check_config(c: &DetectorConfig) -> Result<(), DetectError> {
 }
 
 /// facenet-pytorch's scale list: from `12 / min_face` down by `factor` while the scaled short
-/// side is at least 12 (P-Net's input cell). Computed in f64 like Python, used as f32 like torch.
-fn pyramid(w: u32, h: u32, c: &DetectorConfig) -> Vec<f32> {
+/// side is at least 12 (P-Net's input cell), in f64 like Python.
+fn pyramid(w: u32, h: u32, c: &DetectorConfig) -> Vec<f64> {
     let m = 12.0 / c.min_face as f64;
-    let factor = c.factor as f64;
+    let factor = c.factor;
     let mut minl = w.min(h) as f64 * m;
     let mut scale = m;
     let mut out = Vec::new();
     while minl >= 12.0 {
-        out.push(scale as f32);
+        out.push(scale);
         scale *= factor;
         minl *= factor;
     }
@@ -382,18 +384,14 @@ impl Stage {
     fn load(path: &Path, role: Role, side: usize, outputs: usize) -> Result<Stage, DetectError> {
         let file = ModelFile::open(path)?;
         file.expect_role(role)?;
+        let plan = file.plan(1, side, side)?;
         let widths: &[usize] = &[2, 4, 10][..outputs];
-        let plan = |batch: usize| -> Result<Model, DetectError> {
-            let m = file.plan(batch, side, side)?;
-            check_outputs(
-                &m,
-                &widths.iter().map(|w| vec![batch, *w]).collect::<Vec<_>>(),
-            )?;
-            Ok(m)
-        };
+        check_outputs(
+            &plan,
+            &widths.iter().map(|w| vec![1, *w]).collect::<Vec<_>>(),
+        )?;
         Ok(Stage {
-            full: plan(BATCH)?,
-            one: plan(1)?,
+            plan,
             side,
             outputs,
         })
@@ -402,40 +400,16 @@ impl Stage {
     /// Runs every crop (3 x side x side, concatenated); returns per crop its outputs.
     fn run(&self, crops: &[f32]) -> Result<Vec<Vec<Vec<f32>>>, DetectError> {
         let per = 3 * self.side * self.side;
-        let n = crops.len() / per;
-        let mut out = Vec::with_capacity(n);
-        let mut start = 0;
-        while start < n {
-            let take = (n - start).min(BATCH);
-            let (plan, batch) = if take == 1 {
-                (&self.one, 1)
-            } else {
-                (&self.full, BATCH)
-            };
-            let mut data = vec![0.0f32; batch * per];
-            data[..take * per].copy_from_slice(&crops[start * per..(start + take) * per]);
-            let res = run(plan, data, [batch, 3, self.side, self.side])?;
-            let views = res
-                .iter()
-                .take(self.outputs)
-                .map(|v| view(plan, v))
-                .collect::<Result<Vec<_>, _>>()?;
-            for i in 0..take {
-                out.push(
-                    views
-                        .iter()
-                        .map(|v| {
-                            v.index_axis(tract_ndarray::Axis(0), i)
-                                .iter()
-                                .copied()
-                                .collect()
-                        })
-                        .collect(),
-                );
-            }
-            start += take;
-        }
-        Ok(out)
+        crops
+            .chunks_exact(per)
+            .map(|crop| {
+                let res = run(&self.plan, crop.to_vec(), [1, 3, self.side, self.side])?;
+                res.iter()
+                    .take(self.outputs)
+                    .map(|v| Ok(view(&self.plan, v)?.iter().copied().collect()))
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -656,7 +630,7 @@ mod tests {
         };
         let s = pyramid(250, 250, &c);
         assert_eq!(s.len(), 6);
-        assert!((s[0] - 0.3).abs() < 1e-7 && (s[5] - 0.3 * 0.709f32.powi(5)).abs() < 1e-6);
+        assert!((s[0] - 0.3).abs() < 1e-7 && (s[5] - 0.3 * 0.709f64.powi(5)).abs() < 1e-6);
         assert_eq!(pyramid(250, 250, &DetectorConfig::default()).len(), 8);
         // Too small a frame for the smallest face: no level at all.
         assert!(pyramid(30, 300, &c).is_empty());
