@@ -3,5 +3,8 @@
 //! One straight pipeline: frames → detect → align → embed → match → alert. Each concern lives in
 //! its own module; `main.rs` only parses arguments and calls into [`commands`].
 
+pub mod alerts;
+pub mod camera;
 pub mod commands;
+pub mod queue;
 pub mod vision;
