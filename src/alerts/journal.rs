@@ -110,6 +110,8 @@ pub struct JournalStats {
     /// Alerts dropped from the in-memory queue because the disk stayed full too long.
     pub lost: u64,
     pub rotations: u64,
+    /// Old segments that could not be deleted (retried at the next rotation).
+    pub prune_failures: u64,
 }
 
 /// The operations the journal needs from a segment file; a test can inject failures (ENOSPC).
@@ -380,7 +382,7 @@ impl Journal {
             self.active = None;
             self.open_segment(next)?;
             self.stats.rotations += 1;
-            self.prune()?;
+            self.prune_best_effort();
             return Ok(());
         }
         let newest = list_segments(&self.dir)?.last().copied();
@@ -399,7 +401,7 @@ impl Journal {
                 if len > 0 && len + incoming > self.config.max_file_bytes {
                     self.open_segment(seq + 1)?;
                     self.stats.rotations += 1;
-                    self.prune()?;
+                    self.prune_best_effort();
                 } else {
                     self.open_existing(seq, len)?;
                 }
@@ -423,6 +425,13 @@ impl Journal {
         let len = fs::metadata(&path)?.len();
         self.active = Some(Active { seq, file, len });
         Ok(())
+    }
+
+    /// Retention must not block writing: a failed delete is counted and retried at the next rotation.
+    fn prune_best_effort(&mut self) {
+        if self.prune().is_err() {
+            self.stats.prune_failures += 1;
+        }
     }
 
     fn prune(&mut self) -> io::Result<()> {

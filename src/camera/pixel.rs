@@ -156,14 +156,30 @@ pub fn yuyv_to_rgb(
     if stride == row {
         return convert(&src[..need], dst.as_mut(), height);
     }
-    // yuvutils-rs 0.8 requires packed input to be exactly 2 * width * height bytes, so padded
-    // rows (drivers may align bytesperline) are converted one at a time.
-    let out_row = width as usize * 3;
-    for (y, rgb) in dst.as_mut().chunks_exact_mut(out_row).enumerate() {
-        let start = y * stride;
-        convert(&src[start..start + row], rgb, 1)?;
-    }
-    Ok(())
+    // yuvutils-rs 0.8 requires packed input to be exactly 2 * width * height bytes, so padded rows
+    // (drivers may align bytesperline) are first packed into a reused per-thread buffer.
+    with_scratch(row * height as usize, |packed| {
+        for (y, out) in packed.chunks_exact_mut(row).enumerate() {
+            out.copy_from_slice(&src[y * stride..y * stride + row]);
+        }
+        convert(packed, dst.as_mut(), height)
+    })
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a per-thread buffer of `len` bytes that keeps its allocation between frames.
+fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.resize(len, 0);
+            f(&mut buf[..len])
+        }
+        // Re-entered (not possible through this module): fall back to a temporary buffer.
+        Err(_) => f(&mut vec![0u8; len]),
+    })
 }
 
 /// Bytes needed for `height` rows of `row` bytes at `stride`: the last row need not be padded.
@@ -235,21 +251,19 @@ pub fn nv12_to_rgb(
         );
     }
     // yuvutils-rs 0.8 requires the chroma plane to be exactly width * height / 2 bytes, so padded
-    // rows are converted two luma rows (one chroma row) at a time.
-    let out_rows = width as usize * 3 * 2;
-    for (pair, rgb) in dst.as_mut().chunks_exact_mut(out_rows).enumerate() {
-        let y0 = pair * 2 * stride;
-        let c0 = y_len + pair * stride;
-        convert(
-            &src[y0..y0 + stride + row],
-            stride,
-            &src[c0..c0 + row],
-            row,
-            rgb,
-            2,
-        )?;
-    }
-    Ok(())
+    // planes are first packed into a reused per-thread buffer.
+    let luma_len = row * height as usize;
+    with_scratch(luma_len + row * (height as usize / 2), |packed| {
+        let (luma, chroma) = packed.split_at_mut(luma_len);
+        for (y, out) in luma.chunks_exact_mut(row).enumerate() {
+            out.copy_from_slice(&src[y * stride..y * stride + row]);
+        }
+        for (y, out) in chroma.chunks_exact_mut(row).enumerate() {
+            let at = y_len + y * stride;
+            out.copy_from_slice(&src[at..at + row]);
+        }
+        convert(luma, row, chroma, row, dst.as_mut(), height)
+    })
 }
 
 /// Copies an 8-bit grayscale image into `dst`, replicating the channel.
