@@ -341,9 +341,9 @@ proptest! {
         let mut frame = Frame::empty();
         let mut ended = false;
         for _ in 0..5000 {
-            match source.next_frame(&mut frame, T) {
-                Err(SourceError::EndOfStream { .. }) => { ended = true; break; }
-                _ => {}
+            if let Err(SourceError::EndOfStream { .. }) = source.next_frame(&mut frame, T) {
+                ended = true;
+                break;
             }
         }
         prop_assert!(ended, "must reach the end of a finite stream");

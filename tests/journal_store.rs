@@ -60,7 +60,7 @@ fn read_all(dir: &Path) -> Vec<Alert> {
     loop {
         match read_next(dir, pos, 1 << 20).unwrap() {
             Next::Line { alert, next } => {
-                out.push(alert.expect("only complete alerts in the journal"));
+                out.push(*alert.expect("only complete alerts in the journal"));
                 pos = next;
             }
             Next::Moved { to, .. } => pos = to,
@@ -102,7 +102,7 @@ fn alerts_round_trip_through_the_journal_with_unique_ids() {
 #[test]
 fn segments_rotate_by_size_and_only_the_newest_are_kept() {
     let dir = temp_dir("journal-rotate");
-    let line_len = alert("x").to_json_line().unwrap().len() as u64;
+    let line_len = alert("p00").to_json_line().unwrap().len() as u64;
     let config = JournalConfig {
         max_file_bytes: line_len * 3 + 10,
         keep_files: 4,
@@ -302,7 +302,7 @@ fn a_full_disk_does_not_stop_alerts_and_the_journal_catches_up_in_order() {
         );
     }
     // Nothing torn was left in the file while the disk was full.
-    assert_eq!(read_all(&dir), [first.clone()]);
+    assert_eq!(read_all(&dir), std::slice::from_ref(&first));
 
     full.store(false, Ordering::SeqCst);
     assert_eq!(dispatcher.retry_journal(), 3);

@@ -57,3 +57,47 @@ impl Cooldown {
         self.last.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_alert_per_identity_per_window() {
+        let t0 = Instant::now();
+        let mut c = Cooldown::new(Duration::from_secs(10));
+        assert!(c.admit("a", t0));
+        assert!(!c.admit("a", t0 + Duration::from_secs(9)));
+        assert!(c.admit("b", t0 + Duration::from_secs(9)));
+        assert_eq!(
+            c.remaining("a", t0 + Duration::from_secs(4)),
+            Duration::from_secs(6)
+        );
+        assert!(c.admit("a", t0 + Duration::from_secs(10)));
+        // A suppressed attempt does not extend the window.
+        assert!(!c.admit("a", t0 + Duration::from_secs(15)));
+        assert!(c.admit("a", t0 + Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_the_people_seen_within_one_window() {
+        let t0 = Instant::now();
+        let mut c = Cooldown::new(Duration::from_secs(1));
+        for i in 0..10_000u64 {
+            assert!(c.admit(&format!("p{i}"), t0 + Duration::from_millis(i * 10)));
+        }
+        assert!(
+            c.tracked() <= SWEEP_AT + 100,
+            "{} identities remembered",
+            c.tracked()
+        );
+    }
+
+    #[test]
+    fn a_zero_window_never_suppresses() {
+        let t0 = Instant::now();
+        let mut c = Cooldown::new(Duration::ZERO);
+        assert!(c.admit("a", t0));
+        assert!(c.admit("a", t0));
+    }
+}

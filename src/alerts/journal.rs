@@ -464,7 +464,7 @@ pub struct Position {
 pub enum Next {
     /// A complete line: the alert, or why it is not one. `next` is the position after it.
     Line {
-        alert: Result<Alert, String>,
+        alert: Result<Box<Alert>, String>,
         next: Position,
     },
     /// Nothing at `from` any more: continue at `to`. `lost_segments` counts segments deleted by
@@ -511,7 +511,7 @@ pub fn read_next(dir: &Path, from: Position, max_line: usize) -> io::Result<Next
     if line.last() == Some(&b'\n') {
         line.pop();
         let alert =
-            serde_json::from_slice::<Alert>(&line).map_err(|e| format!("not an alert: {e}"));
+            serde_json::from_slice::<Box<Alert>>(&line).map_err(|e| format!("not an alert: {e}"));
         return Ok(Next::Line { alert, next });
     }
     if n > max_line {

@@ -104,7 +104,7 @@ fn rgb_len(width: u32, height: u32) -> Result<usize, PixelError> {
 
 fn check_even(width: u32, height: u32, format: &'static str) -> Result<(), PixelError> {
     check_dimensions(width, height)?;
-    if width % 2 != 0 || (format == "NV12" && height % 2 != 0) {
+    if !width.is_multiple_of(2) || (format == "NV12" && !height.is_multiple_of(2)) {
         return Err(PixelError::BadSize {
             width,
             height,

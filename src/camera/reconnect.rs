@@ -257,6 +257,9 @@ where
     }
 }
 
+/// A boxed source factory: what [`reconnecting`] wraps, nameable for a struct field.
+pub type SourceFactory = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
+
 /// The usual way to open a camera for the run loop: `spec` opened with `config`, reopened after
 /// failures under `policy`. Finite sources (`frames:`, `mjpeg:`) need no wrapper; wrapped, a read
 /// error would restart them from the beginning.
@@ -264,10 +267,8 @@ pub fn reconnecting(
     spec: super::SourceSpec,
     config: super::CaptureConfig,
     policy: ReconnectPolicy,
-) -> Reconnecting<
-    Box<dyn FrameSource>,
-    impl FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send,
-> {
+) -> Reconnecting<Box<dyn FrameSource>, SourceFactory> {
     let name = spec.to_string();
-    Reconnecting::new(name, move || spec.open(&config), policy)
+    let factory: SourceFactory = Box::new(move || spec.open(&config));
+    Reconnecting::new(name, factory, policy)
 }
