@@ -349,3 +349,46 @@ proptest! {
         prop_assert!(ended, "must reach the end of a finite stream");
     }
 }
+
+/// No camera exists on CI machines, but the V4L2 open path and its teardown still run: a missing
+/// node fails at open(2), and /dev/null (not a V4L2 device) fails at VIDIOC_QUERYCAP, after which
+/// the half-opened source is torn down without panicking.
+#[cfg(feature = "v4l2")]
+#[test]
+fn v4l2_open_failures_are_clear_errors_and_recoverable() {
+    use lanewatch::camera::reconnect::{ReconnectPolicy, reconnecting};
+
+    let spec: SourceSpec = "v4l2:/dev/video-lanewatch-missing".parse().unwrap();
+    let err = spec
+        .open(&CaptureConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("/dev/video-lanewatch-missing"), "{err}");
+    assert!(err.contains("plugged in"), "{err}");
+
+    let spec: SourceSpec = "v4l2:/dev/null".parse().unwrap();
+    let err = spec
+        .open(&CaptureConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("VIDIOC_QUERYCAP"), "{err}");
+
+    let policy = ReconnectPolicy {
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+        timeouts_before_reopen: 3,
+    };
+    let mut camera = reconnecting(spec, CaptureConfig::default(), policy).on_event(|_, _| {});
+    let mut frame = Frame::empty();
+    for _ in 0..5 {
+        let err = camera
+            .next_frame(&mut frame, Duration::from_millis(5))
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err}");
+    }
+    let stats = camera.stats();
+    assert!(stats.open_failures >= 2, "{stats:?}");
+    assert!(!stats.connected);
+}

@@ -123,6 +123,12 @@ impl Delivery {
         if !config.url.starts_with("http://") {
             return Err(WebhookError::BadUrl(config.url));
         }
+        if let Some(parent) = cursor_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|source| WebhookError::Cursor {
+                path: cursor_path.to_path_buf(),
+                source,
+            })?;
+        }
         let (cursor, warning) = match fs::read(cursor_path) {
             Ok(bytes) => match serde_json::from_slice::<Position>(&bytes) {
                 Ok(p) => (p, None),
