@@ -28,7 +28,11 @@ fn jpeg_frame() -> Vec<u8> {
     let tex = noise((W * H) as usize);
     let img = RgbImage::from_fn(W, H, |x, y| {
         let t = tex[(y * W + x) as usize] / 8;
-        image::Rgb([(x / 5) as u8 ^ t, ((y / 3) as u8).wrapping_add(t), ((x + y) / 8) as u8])
+        image::Rgb([
+            (x / 5) as u8 ^ t,
+            ((y / 3) as u8).wrapping_add(t),
+            ((x + y) / 8) as u8,
+        ])
     });
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)

@@ -236,7 +236,7 @@ fn recording() -> (Vec<u8>, Vec<[u8; 3]>) {
     stream.extend_from_slice(&with_thumbnail(&frames[1], &thumb));
     stream.extend_from_slice(b"\x00\x00junk\xFF\xD9");
     stream.extend_from_slice(&frames[2]);
-    // Valid structure, damaged entropy data: decodes badly or fails, but never panics.
+    // Back-to-back clean frames after the garbage: reading resumed.
     stream.extend_from_slice(&frames[4]);
     // Truncated at the end of the file.
     stream.extend_from_slice(&frames[0][..frames[0].len() - 10]);
