@@ -3,8 +3,11 @@
 //! One straight pipeline: frames → detect → align → embed → match → alert. Each concern lives in
 //! its own module; `main.rs` only parses arguments and calls into [`commands`].
 
+pub mod alerts;
+pub mod camera;
 pub mod commands;
 pub mod config;
 pub mod matcher;
+pub mod queue;
 pub mod vision;
 pub mod watchlist;

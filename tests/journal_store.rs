@@ -1,0 +1,420 @@
+//! The alert journal: append + fsync, rotation, torn-line recovery after a power cut, a full disk
+//! (injected ENOSPC) that must not stop alerts, and the dispatcher's cool-down.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lanewatch::alerts::cooldown::Cooldown;
+use lanewatch::alerts::dispatch::{Dispatcher, Outcome};
+use lanewatch::alerts::journal::{
+    self, Journal, JournalConfig, Next, Opener, Position, SegmentFile, list_segments, read_next,
+    segment_path,
+};
+use lanewatch::alerts::{
+    Alert, AlertSink, Crop, FaceBox, FrameInfo, Identity, JsonLinesSink, MatchScores,
+};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lanewatch-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn alert(person: &str) -> Alert {
+    Alert::new(
+        "v4l2:/dev/video0",
+        Identity {
+            id: person.into(),
+            name: format!("Name of {person}"),
+            list: "wanted".into(),
+            severity: "high".into(),
+        },
+        MatchScores {
+            distance: 0.42,
+            similarity: 0.91,
+            margin: 0.12,
+        },
+        FaceBox {
+            x: 10.0,
+            y: 20.0,
+            width: 96.0,
+            height: 110.0,
+        },
+        FrameInfo {
+            seq: 7,
+            time_unix_ms: 1_795_824_000_000,
+            width: 1280,
+            height: 720,
+        },
+    )
+}
+
+/// Every alert readable from the journal, oldest first.
+fn read_all(dir: &Path) -> Vec<Alert> {
+    let mut pos = Position::default();
+    let mut out = Vec::new();
+    loop {
+        match read_next(dir, pos, 1 << 20).unwrap() {
+            Next::Line { alert, next } => {
+                out.push(*alert.expect("only complete alerts in the journal"));
+                pos = next;
+            }
+            Next::Moved { to, .. } => pos = to,
+            Next::Idle => return out,
+        }
+    }
+}
+
+#[test]
+fn alerts_round_trip_through_the_journal_with_unique_ids() {
+    let dir = temp_dir("journal-rt");
+    let (mut journal, recovery) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    assert!(recovery.is_none());
+    let mut written = Vec::new();
+    for i in 0..50 {
+        let mut a = alert(&format!("p{i}"));
+        if i == 3 {
+            a.crop = Some(Crop::inline_jpeg(b"\xFF\xD8fake jpeg bytes\xFF\xD9"));
+        }
+        journal.append(&a).unwrap();
+        written.push(a);
+    }
+    let read = read_all(&dir);
+    assert_eq!(read, written);
+    let mut ids: Vec<_> = read.iter().map(|a| a.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50, "ids are unique");
+    assert!(
+        written[0].time.ends_with('Z') && written[0].time.len() == 24,
+        "{}",
+        written[0].time
+    );
+    assert_eq!(written[0].face_size_px, 110);
+    assert_eq!(journal.stats().appended, 50);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn segments_rotate_by_size_and_only_the_newest_are_kept() {
+    let dir = temp_dir("journal-rotate");
+    let line_len = alert("p00").to_json_line().unwrap().len() as u64;
+    let config = JournalConfig {
+        max_file_bytes: line_len * 3 + 10,
+        keep_files: 4,
+        max_pending: 16,
+    };
+    let (mut journal, _) = Journal::open(&dir, config).unwrap();
+    let mut written = Vec::new();
+    for i in 0..30 {
+        let a = alert(&format!("p{i:02}"));
+        journal.append(&a).unwrap();
+        written.push(a);
+    }
+    let segments = list_segments(&dir).unwrap();
+    assert_eq!(segments.len(), 4);
+    assert_eq!(*segments.last().unwrap(), 10, "30 alerts, 3 per segment");
+    for &seq in &segments {
+        let len = std::fs::metadata(segment_path(&dir, seq)).unwrap().len();
+        assert!(len <= config.max_file_bytes, "segment {seq} is {len} bytes");
+    }
+    assert_eq!(
+        read_all(&dir),
+        written[18..].to_vec(),
+        "the last 4 segments survive"
+    );
+    assert_eq!(journal.stats().rotations, 9);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_torn_last_line_is_truncated_reported_and_never_read_as_an_alert() {
+    let dir = temp_dir("journal-torn");
+    let (mut journal, _) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    let (a, b) = (alert("a"), alert("b"));
+    journal.append(&a).unwrap();
+    journal.append(&b).unwrap();
+    drop(journal);
+    // Power cut in the middle of the third line.
+    let path = segment_path(&dir, 1);
+    let clean_len = std::fs::metadata(&path).unwrap().len();
+    let third = alert("c").to_json_line().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&third[..third.len() / 2]);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (mut journal, recovery) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    let recovery = recovery.expect("the torn line is reported");
+    assert!(recovery.torn_tail);
+    assert_eq!(recovery.truncated_bytes, (third.len() / 2) as u64);
+    assert!(recovery.to_string().contains(&path.display().to_string()));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), clean_len);
+    let d = alert("d");
+    journal.append(&d).unwrap();
+    assert_eq!(read_all(&dir), [a, b, d]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn zero_filled_blocks_after_a_power_cut_are_removed_too() {
+    let dir = temp_dir("journal-zeros");
+    let (mut journal, _) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    let a = alert("a");
+    journal.append(&a).unwrap();
+    drop(journal);
+    let path = segment_path(&dir, 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0u8; 100]);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&[0u8; 50]);
+    std::fs::write(&path, &bytes).unwrap();
+    let (_journal, recovery) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    let recovery = recovery.unwrap();
+    assert_eq!(
+        (
+            recovery.torn_tail,
+            recovery.bad_lines,
+            recovery.truncated_bytes
+        ),
+        (true, 1, 151)
+    );
+    assert_eq!(read_all(&dir), [a]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A segment file whose writes fail with ENOSPC while `full` is set, after writing part of the
+/// buffer (as a real full disk can).
+struct FlakyDisk {
+    inner: std::fs::File,
+    full: Arc<AtomicBool>,
+}
+
+impl SegmentFile for FlakyDisk {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            io::Write::write_all(&mut self.inner, &buf[..buf.len() / 3])?;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        io::Write::write_all(&mut self.inner, buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+fn flaky_opener(full: Arc<AtomicBool>) -> Opener {
+    Box::new(move |path| {
+        let inner = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Box::new(FlakyDisk {
+            inner,
+            full: Arc::clone(&full),
+        }) as Box<dyn SegmentFile>)
+    })
+}
+
+/// Records what reached it and whether the journal had it.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<(String, bool)>>>);
+
+impl AlertSink for Capture {
+    fn name(&self) -> &str {
+        "capture"
+    }
+
+    fn deliver(&mut self, alert: &Alert, journaled: bool) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((alert.identity.id.clone(), journaled));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_disk_does_not_stop_alerts_and_the_journal_catches_up_in_order() {
+    let dir = temp_dir("journal-enospc");
+    let full = Arc::new(AtomicBool::new(false));
+    let (journal, _) = Journal::open_with(
+        &dir,
+        JournalConfig::default(),
+        flaky_opener(Arc::clone(&full)),
+    )
+    .unwrap();
+    let sink = Capture::default();
+    let reports = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&reports);
+    let stdout_copy = Arc::new(Mutex::new(Vec::new()));
+    let mut dispatcher = Dispatcher::new(Some(journal), Cooldown::new(Duration::ZERO))
+        .with_sink(Box::new(sink.clone()))
+        .with_sink(Box::new(JsonLinesSink::new(
+            "stdout",
+            SharedBuf(Arc::clone(&stdout_copy)),
+        )))
+        .on_report(move |msg| seen.lock().unwrap().push(msg.to_string()));
+    let t0 = Instant::now();
+
+    let first = alert("p1");
+    assert!(matches!(
+        dispatcher.raise(&first, t0),
+        Outcome::Raised {
+            journaled: true,
+            ..
+        }
+    ));
+    full.store(true, Ordering::SeqCst);
+    let during: Vec<Alert> = (2..=4).map(|i| alert(&format!("p{i}"))).collect();
+    for a in &during {
+        let outcome = dispatcher.raise(a, t0);
+        assert_eq!(
+            outcome,
+            Outcome::Raised {
+                journaled: false,
+                sink_failures: vec![]
+            }
+        );
+    }
+    assert_eq!(dispatcher.retry_journal(), 0, "still full");
+    assert_eq!(dispatcher.journal().unwrap().pending(), 3);
+    {
+        let reports = reports.lock().unwrap();
+        assert!(reports.len() >= 3);
+        assert!(
+            reports[0].contains("No space left on device"),
+            "{}",
+            reports[0]
+        );
+        assert!(
+            reports[0].contains(&dir.display().to_string()),
+            "{}",
+            reports[0]
+        );
+    }
+    // Nothing torn was left in the file while the disk was full.
+    assert_eq!(read_all(&dir), std::slice::from_ref(&first));
+
+    full.store(false, Ordering::SeqCst);
+    assert_eq!(dispatcher.retry_journal(), 3);
+    let fifth = alert("p5");
+    assert!(matches!(
+        dispatcher.raise(&fifth, t0),
+        Outcome::Raised {
+            journaled: true,
+            ..
+        }
+    ));
+
+    let mut want = vec![first];
+    want.extend(during);
+    want.push(fifth);
+    assert_eq!(read_all(&dir), want, "every alert exactly once, in order");
+    let delivered = sink.0.lock().unwrap().clone();
+    let journaled: Vec<bool> = delivered.iter().map(|d| d.1).collect();
+    assert_eq!(journaled, [true, false, false, false, true]);
+    let printed = String::from_utf8(stdout_copy.lock().unwrap().clone()).unwrap();
+    assert_eq!(printed.lines().count(), 5, "stdout got every alert");
+    let stats = dispatcher.stats();
+    assert_eq!((stats.raised, stats.journal_failures), (5, 3));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pending_alerts_are_bounded_while_the_disk_stays_full() {
+    let dir = temp_dir("journal-bounded");
+    let full = Arc::new(AtomicBool::new(true));
+    let config = JournalConfig {
+        max_pending: 5,
+        ..JournalConfig::default()
+    };
+    let (mut journal, _) =
+        Journal::open_with(&dir, config, flaky_opener(Arc::clone(&full))).unwrap();
+    let all: Vec<Alert> = (0..12).map(|i| alert(&format!("p{i}"))).collect();
+    for a in &all {
+        assert!(journal.append(a).is_err());
+    }
+    assert_eq!(journal.pending(), 5);
+    assert_eq!(journal.stats().lost, 7);
+    full.store(false, Ordering::SeqCst);
+    assert_eq!(journal.retry_pending().unwrap(), 5);
+    assert_eq!(
+        read_all(&dir),
+        all[7..].to_vec(),
+        "the newest alerts are kept"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[derive(Clone)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn cooldown_allows_one_alert_per_person_per_window() {
+    let dir = temp_dir("journal-cooldown");
+    let (journal, _) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    let sink = Capture::default();
+    let mut dispatcher = Dispatcher::new(Some(journal), Cooldown::new(Duration::from_secs(30)))
+        .with_sink(Box::new(sink.clone()));
+    let t0 = Instant::now();
+    assert!(matches!(
+        dispatcher.raise(&alert("ann"), t0),
+        Outcome::Raised { .. }
+    ));
+    match dispatcher.raise(&alert("ann"), t0 + Duration::from_secs(10)) {
+        Outcome::Suppressed { remaining } => assert_eq!(remaining, Duration::from_secs(20)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        dispatcher.raise(&alert("bob"), t0 + Duration::from_secs(10)),
+        Outcome::Raised { .. }
+    ));
+    assert!(matches!(
+        dispatcher.raise(&alert("ann"), t0 + Duration::from_secs(30)),
+        Outcome::Raised { .. }
+    ));
+    let ids: Vec<String> = sink.0.lock().unwrap().iter().map(|d| d.0.clone()).collect();
+    assert_eq!(ids, ["ann", "bob", "ann"]);
+    assert_eq!(
+        read_all(&dir).len(),
+        3,
+        "suppressed alerts are not journaled"
+    );
+    assert_eq!(dispatcher.stats().suppressed, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn side_file_crops_are_written_atomically() {
+    let dir = temp_dir("journal-crop");
+    let a = alert("p");
+    let img = image::RgbImage::from_pixel(32, 32, image::Rgb([100, 150, 200]));
+    let jpeg = lanewatch::alerts::encode_jpeg(&img, 85).unwrap();
+    let crop = Crop::side_file(&lanewatch::alerts::crops_dir(&dir), &a.id, &jpeg).unwrap();
+    let Crop::File { path, sha256 } = &crop else {
+        panic!("{crop:?}")
+    };
+    assert_eq!(std::fs::read(path).unwrap(), jpeg);
+    assert_eq!(sha256.len(), 64);
+    let _ = journal::segment_path(&dir, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
