@@ -102,6 +102,9 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<(Report, (usize, usize, f64))> 
     Ok((report, (images.len(), without_face, seconds)))
 }
 
+/// Each image's embedding, `None` when no usable face was found in it.
+type Embeddings = Vec<(PathBuf, Option<Vec<f32>>)>;
+
 fn embed_all(
     images: &[PathBuf],
     models: &FaceModels,
@@ -110,35 +113,34 @@ fn embed_all(
 ) -> anyhow::Result<BTreeMap<PathBuf, Option<Vec<f32>>>> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Vec<anyhow::Result<Vec<(PathBuf, Option<Vec<f32>>)>>> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| -> anyhow::Result<Vec<(PathBuf, Option<Vec<f32>>)>> {
-                        let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(path) = images.get(i) else { break };
-                            let rgb = read_rgb(path)?;
-                            let face = analyzer
-                                .main_face(&rgb)
-                                .with_context(|| format!("analysing {}", path.display()))?;
-                            out.push((path.clone(), face.and_then(|f| f.embedding)));
-                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n % 500 == 0 {
-                                eprintln!("trainer eval: {n}/{} images", images.len());
-                            }
+    let results: Vec<anyhow::Result<Embeddings>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Embeddings> {
+                    let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = images.get(i) else { break };
+                        let rgb = read_rgb(path)?;
+                        let face = analyzer
+                            .main_face(&rgb)
+                            .with_context(|| format!("analysing {}", path.display()))?;
+                        out.push((path.clone(), face.and_then(|f| f.embedding)));
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n.is_multiple_of(500) {
+                            eprintln!("trainer eval: {n}/{} images", images.len());
                         }
-                        Ok(out)
-                    })
+                    }
+                    Ok(out)
                 })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("an evaluation worker panicked"))
-                .collect()
-        });
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("an evaluation worker panicked"))
+            .collect()
+    });
     let mut map = BTreeMap::new();
     for r in results {
         map.extend(r?);
