@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Show a model file's contract and fingerprint, and check that it loads.
     Probe(commands::probe::Args),
+    /// Enrol people from photos (one folder per person) into a signed watchlist.
+    Enroll(commands::enroll::Args),
     /// Create an ed25519 key pair for signing watchlists.
     Keygen(commands::keygen::Args),
     /// Inspect, verify, diff, install or roll back watchlist files.
@@ -30,6 +32,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Probe(args) => commands::probe::execute(args),
+        Command::Enroll(args) => commands::enroll::execute(args),
         Command::Keygen(args) => commands::keygen::execute(args),
         Command::Watchlist(args) => commands::watchlist::execute(args),
         Command::Sync(args) => commands::sync::execute(args),

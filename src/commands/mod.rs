@@ -1,5 +1,6 @@
 //! One module per subcommand: each has `Args` (clap) and `execute`, so that `main.rs` only dispatches.
 
+pub mod enroll;
 pub mod keygen;
 pub mod probe;
 pub mod sync;
