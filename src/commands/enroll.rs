@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::alerts::webhook::write_atomically;
 use crate::vision::detect::DetectorConfig;
 use crate::vision::embed::distance;
-use crate::vision::faces::{FaceAnalyzer, FaceModels, read_rgb};
+use crate::vision::faces::{FaceAnalyzer, FaceModels};
 use crate::watchlist::builder::WatchlistBuilder;
 use crate::watchlist::format::{Entry, Severity, Thresholds};
 use crate::watchlist::keys::read_signing_key;
@@ -136,7 +136,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         for photo in sorted_entries(&dir)?.into_iter().filter(|p| is_photo(p)) {
             let bytes = std::fs::read(&photo)
                 .with_context(|| format!("cannot read {}", photo.display()))?;
-            let rgb = read_rgb(&photo)?;
+            let rgb = image::load_from_memory(&bytes)
+                .with_context(|| format!("{}: not a readable JPEG or PNG image", photo.display()))?
+                .to_rgb8();
             analyzer.resize(rgb.width(), rgb.height())?;
             let faces = analyzer.analyze(&rgb, args.min_face_px)?;
             let usable: Vec<_> = faces.iter().filter(|f| f.embedding.is_some()).collect();
