@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod camera;
 pub mod commands;
 pub mod config;
+pub mod fsio;
 pub mod matcher;
 pub mod queue;
 pub mod vision;

@@ -9,8 +9,8 @@
 //! that they are not sent again when the journal catches up.
 
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::journal::{self, Next, Position};
 use super::{Alert, AlertId, AlertSink};
+use crate::fsio::write_atomically;
 
 /// Where and how to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,24 +327,6 @@ impl Delivery {
 enum Verdict {
     Retry(String),
     Rejected(String),
-}
-
-/// Replaces `path` with `bytes` so that a reader sees the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
 }
 
 enum Msg {

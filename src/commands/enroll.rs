@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::alerts::webhook::write_atomically;
+use crate::fsio::write_atomically;
 use crate::vision::detect::DetectorConfig;
 use crate::vision::embed::distance;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};

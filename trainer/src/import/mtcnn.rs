@@ -590,10 +590,8 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
 }
 
 fn write_atomically(dst: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = dst.with_extension("onnx.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dst)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), dst.display()))
+    lanewatch::fsio::write_atomically(dst, bytes)
+        .with_context(|| format!("cannot write {}", dst.display()))
 }
 
 /// Largest error allowed between tract and the reference.

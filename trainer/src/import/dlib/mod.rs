@@ -85,19 +85,13 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes to a temporary file beside `path`, then renames it, so a failed run leaves no half file.
+/// Writes through a temporary file beside `path`, so a failed run leaves no half file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("--out {} does not name a file", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    std::fs::write(&tmp, bytes)
-        .with_context(|| format!("cannot write {} (does its folder exist?)", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        format!(
-            "cannot move {} into place as {}",
-            tmp.display(),
-            path.display()
-        )
-    })
+    anyhow::ensure!(
+        path.file_name().is_some(),
+        "--out {} does not name a file",
+        path.display()
+    );
+    lanewatch::fsio::write_atomically(path, bytes)
+        .with_context(|| format!("cannot write {} (does its folder exist?)", path.display()))
 }
