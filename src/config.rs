@@ -24,6 +24,8 @@ pub struct Config {
 pub struct SourceConfig {
     /// `v4l2:/dev/videoN`, `frames:DIR` or `mjpeg:FILE`.
     pub uri: String,
+    /// Name of this lane camera in alerts (default: the source string).
+    pub lane: Option<String>,
     /// Capture size negotiated with a V4L2 camera; frames of other sources are used at their own size.
     pub width: u32,
     pub height: u32,
@@ -79,12 +81,32 @@ pub struct AlertsConfig {
     pub webhook_url: Option<String>,
     /// Print each alert as a JSON line on stdout.
     pub stdout: bool,
+    /// Optional GPIO line pulsed on each alert (lane light, relay); needs a build with `--features gpio`.
+    pub gpio: Option<GpioLineConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioLineConfig {
+    /// GPIO character device, e.g. `/dev/gpiochip0`.
+    pub chip: PathBuf,
+    pub line: u32,
+    #[serde(default)]
+    pub active_low: bool,
+    /// How long the line stays active per alert.
+    #[serde(default = "default_pulse_ms")]
+    pub pulse_ms: u64,
+}
+
+fn default_pulse_ms() -> u64 {
+    500
 }
 
 impl Default for SourceConfig {
     fn default() -> Self {
         SourceConfig {
             uri: "v4l2:/dev/video0".into(),
+            lane: None,
             width: 1280,
             height: 720,
             frame_timeout_ms: 2000,
@@ -135,6 +157,7 @@ impl Default for AlertsConfig {
             include_crop: true,
             webhook_url: None,
             stdout: true,
+            gpio: None,
         }
     }
 }
@@ -197,6 +220,16 @@ impl Config {
             self.alerts.keep_files >= 1,
             "alerts.keep_files must be at least 1"
         );
+        anyhow::ensure!(
+            self.watchlist.reload_every_ms >= 100,
+            "watchlist.reload_every_ms must be at least 100"
+        );
+        if let Some(url) = &self.alerts.webhook_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "alerts.webhook_url must start with http:// or https://"
+            );
+        }
         Ok(())
     }
 

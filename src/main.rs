@@ -16,7 +16,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show a model file's contract and fingerprint, and check that it loads.
+    /// Watch a camera and raise alerts for watchlisted faces: the lane box's main job.
+    Run(commands::run::Args),
+    /// Run the real pipeline on the bundled sample clip (no camera, no network).
+    Demo(commands::demo::Args),
+    /// Per-stage latency, frames per second and resident memory on the bundled clip or a source.
+    Bench(commands::bench::Args),
+    /// List cameras and their formats, or show a model file's contract and check that it loads.
     Probe(commands::probe::Args),
     /// Enrol people from photos (one folder per person) into a signed watchlist.
     Enroll(commands::enroll::Args),
@@ -31,6 +37,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => commands::run::execute(args),
+        Command::Demo(args) => commands::demo::execute(args),
+        Command::Bench(args) => commands::bench::execute(args),
         Command::Probe(args) => commands::probe::execute(args),
         Command::Enroll(args) => commands::enroll::execute(args),
         Command::Keygen(args) => commands::keygen::execute(args),

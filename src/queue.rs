@@ -1,6 +1,8 @@
-//! A bounded hand-off between capture and inference that never blocks the producer: when the
+//! A bounded hand-off between capture and inference that never blocks a live producer: when the
 //! consumer falls behind, the oldest item is evicted (and handed back so its buffer can be reused)
-//! and counted. Storage is a fixed `heapless::Deque`, allocated once.
+//! and counted. Storage is a fixed `heapless::Deque`, allocated once; a runtime limit at or below
+//! its size sets the configured depth. Replayed sources (a folder, a recording) use
+//! [`DropOldest::push_wait`] instead, which waits for room so that no recorded frame is skipped.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,12 +35,14 @@ struct State<T, const N: usize> {
     popped: u64,
     dropped: u64,
     closed: bool,
+    limit: usize,
 }
 
 /// A multi-producer, multi-consumer queue of at most `N` items that drops the oldest when full.
 pub struct DropOldest<T, const N: usize> {
     state: Mutex<State<T, N>>,
     ready: Condvar,
+    space: Condvar,
 }
 
 impl<T, const N: usize> Default for DropOldest<T, N> {
@@ -49,6 +53,11 @@ impl<T, const N: usize> Default for DropOldest<T, N> {
 
 impl<T, const N: usize> DropOldest<T, N> {
     pub fn new() -> Self {
+        Self::with_limit(N)
+    }
+
+    /// A queue that holds at most `limit` items (clamped to `1..=N`).
+    pub fn with_limit(limit: usize) -> Self {
         DropOldest {
             state: Mutex::new(State {
                 items: Deque::new(),
@@ -56,8 +65,10 @@ impl<T, const N: usize> DropOldest<T, N> {
                 popped: 0,
                 dropped: 0,
                 closed: false,
+                limit: limit.clamp(1.min(N), N),
             }),
             ready: Condvar::new(),
+            space: Condvar::new(),
         }
     }
 
@@ -73,7 +84,7 @@ impl<T, const N: usize> DropOldest<T, N> {
         if state.closed {
             return Some(item);
         }
-        let evicted = if state.items.is_full() {
+        let evicted = if state.items.len() >= state.limit {
             let old = state.items.pop_front();
             if old.is_some() {
                 state.dropped += 1;
@@ -97,6 +108,30 @@ impl<T, const N: usize> DropOldest<T, N> {
         }
     }
 
+    /// Appends `item` once there is room, waiting as long as it takes (for replayed sources, where
+    /// every frame must be seen). Returns `Err(item)` if the queue is or gets closed.
+    pub fn push_wait(&self, item: T) -> Result<(), T> {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return Err(item);
+            }
+            if state.items.len() < state.limit {
+                break;
+            }
+            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        match state.items.push_back(item) {
+            Ok(()) => {
+                state.pushed += 1;
+                drop(state);
+                self.ready.notify_one();
+                Ok(())
+            }
+            Err(item) => Err(item),
+        }
+    }
+
     /// Takes the oldest item, waiting at most `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> Pop<T> {
         let deadline = Instant::now() + timeout;
@@ -104,6 +139,8 @@ impl<T, const N: usize> DropOldest<T, N> {
         loop {
             if let Some(item) = state.items.pop_front() {
                 state.popped += 1;
+                drop(state);
+                self.space.notify_one();
                 return Pop::Item(item);
             }
             if state.closed {
@@ -126,6 +163,8 @@ impl<T, const N: usize> DropOldest<T, N> {
         let item = state.items.pop_front();
         if item.is_some() {
             state.popped += 1;
+            drop(state);
+            self.space.notify_one();
         }
         item
     }
@@ -134,13 +173,14 @@ impl<T, const N: usize> DropOldest<T, N> {
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+        self.space.notify_all();
     }
 
     pub fn stats(&self) -> QueueStats {
         let state = self.lock();
         QueueStats {
             len: state.items.len(),
-            capacity: N,
+            capacity: state.limit,
             pushed: state.pushed,
             popped: state.popped,
             dropped: state.dropped,

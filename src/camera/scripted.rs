@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use image::RgbImage;
+
 use super::pixel;
 use super::{Frame, FrameSource, SourceError};
 
@@ -15,6 +17,8 @@ use super::{Frame, FrameSource, SourceError};
 pub enum Step {
     /// A frame whose every byte is this value.
     Frame(u8),
+    /// The picture at this index of [`Script::with_pictures`] (a real face, for pipeline tests).
+    Picture(usize),
     /// No frame in time.
     Timeout,
     /// The device disappears: this source instance returns `Unplugged` from now on.
@@ -44,6 +48,7 @@ pub struct Script {
     shared: Arc<Shared>,
     width: u32,
     height: u32,
+    pictures: Arc<Vec<RgbImage>>,
 }
 
 impl Script {
@@ -56,7 +61,14 @@ impl Script {
             }),
             width,
             height,
+            pictures: Arc::new(Vec::new()),
         }
+    }
+
+    /// The pictures that [`Step::Picture`] steps play (each at its own size).
+    pub fn with_pictures(mut self, pictures: Vec<RgbImage>) -> Self {
+        self.pictures = Arc::new(pictures);
+        self
     }
 
     fn pop_if(&self, want: Step) -> bool {
@@ -141,6 +153,25 @@ impl FrameSource for ScriptedSource {
                         },
                     )?;
                     frame.rgb.as_mut().fill(v);
+                    frame.timestamp = SystemTime::now();
+                    frame.seq = self.seq;
+                    self.seq += 1;
+                    Ok(())
+                }
+                Step::Picture(i) => {
+                    let Some(picture) = self.script.pictures.get(i) else {
+                        return Err(SourceError::Corrupt {
+                            origin: origin(),
+                            reason: format!("script has no picture {i}"),
+                        });
+                    };
+                    pixel::reshape(&mut frame.rgb, picture.width(), picture.height()).map_err(
+                        |e| SourceError::Corrupt {
+                            origin: origin(),
+                            reason: e.to_string(),
+                        },
+                    )?;
+                    frame.rgb.as_mut().copy_from_slice(picture.as_raw());
                     frame.timestamp = SystemTime::now();
                     frame.seq = self.seq;
                     self.seq += 1;

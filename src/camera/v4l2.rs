@@ -405,3 +405,91 @@ impl Drop for V4l2Source {
         }
     }
 }
+
+/// One capture device as `lanewatch probe` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraInfo {
+    pub path: std::path::PathBuf,
+    pub card: String,
+    pub driver: String,
+    pub bus: String,
+    /// Whether lanewatch can stream from it (single-planar capture with streaming I/O).
+    pub usable: bool,
+    /// Pixel format (fourcc and description) and the frame sizes it offers.
+    pub formats: Vec<(String, String, Vec<String>)>,
+    /// Why the device could not be queried, if it could not.
+    pub error: Option<String>,
+}
+
+/// Every `/dev/video*` node with its capabilities, formats and frame sizes. A node that cannot be
+/// opened or queried is listed with the reason rather than skipped.
+pub fn list_cameras() -> Vec<CameraInfo> {
+    let mut nodes: Vec<_> = v4l::context::enum_devices()
+        .into_iter()
+        .map(|n| n.path().to_path_buf())
+        .collect();
+    nodes.sort();
+    nodes
+        .into_iter()
+        .map(|path| {
+            // The crate's Device unwraps close() in Drop: query inside catch_unwind.
+            catch_unwind(AssertUnwindSafe(|| describe(&path))).unwrap_or_else(|_| CameraInfo {
+                path: path.clone(),
+                card: String::new(),
+                driver: String::new(),
+                bus: String::new(),
+                usable: false,
+                formats: vec![],
+                error: Some("the v4l library panicked while querying the device".into()),
+            })
+        })
+        .collect()
+}
+
+fn describe(path: &Path) -> CameraInfo {
+    let mut info = CameraInfo {
+        path: path.to_path_buf(),
+        card: String::new(),
+        driver: String::new(),
+        bus: String::new(),
+        usable: false,
+        formats: vec![],
+        error: None,
+    };
+    let dev = match Device::with_path(path) {
+        Ok(d) => d,
+        Err(e) => {
+            info.error = Some(format!("cannot open: {e}"));
+            return info;
+        }
+    };
+    match dev.query_caps() {
+        Ok(caps) => {
+            info.card = caps.card;
+            info.driver = caps.driver;
+            info.bus = caps.bus;
+            info.usable = caps.capabilities.contains(CapFlags::VIDEO_CAPTURE)
+                && caps.capabilities.contains(CapFlags::STREAMING);
+        }
+        Err(e) => {
+            info.error = Some(format!("VIDIOC_QUERYCAP failed: {e}"));
+            return info;
+        }
+    }
+    if info.usable {
+        match dev.enum_formats() {
+            Ok(formats) => {
+                for f in formats {
+                    let sizes = dev
+                        .enum_framesizes(f.fourcc)
+                        .map(|sizes| sizes.into_iter().map(|s| s.size.to_string()).collect())
+                        .unwrap_or_default();
+                    info.formats
+                        .push((f.fourcc.to_string(), f.description.clone(), sizes));
+                }
+            }
+            Err(e) => info.error = Some(format!("cannot list pixel formats: {e}")),
+        }
+    }
+    info
+}

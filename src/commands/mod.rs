@@ -1,8 +1,11 @@
 //! One module per subcommand: each has `Args` (clap) and `execute`, so that `main.rs` only dispatches.
 
+pub mod bench;
+pub mod demo;
 pub mod enroll;
 pub mod keygen;
 pub mod probe;
+pub mod run;
 pub mod sync;
 pub mod watchlist;
 

@@ -3,6 +3,7 @@
 //! is what runs.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use image::RgbImage;
@@ -61,6 +62,18 @@ impl FaceObservation {
     }
 }
 
+/// Where the time of the last [`FaceAnalyzer::analyze`] call went (for `lanewatch bench` and the run
+/// loop's status line). Align and embed are summed over the faces embedded.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    pub detect: Duration,
+    pub align: Duration,
+    pub embed: Duration,
+    /// Faces found, and how many of them were large enough to be aligned and embedded.
+    pub faces: usize,
+    pub embedded: usize,
+}
+
 pub struct FaceAnalyzer {
     detector: Detector,
     aligner: Aligner,
@@ -69,6 +82,7 @@ pub struct FaceAnalyzer {
     frame_size: (u32, u32),
     detector_config: DetectorConfig,
     models: FaceModels,
+    times: StageTimes,
 }
 
 impl FaceAnalyzer {
@@ -97,11 +111,17 @@ impl FaceAnalyzer {
             frame_size: (frame_w, frame_h),
             detector_config: config,
             models: models.clone(),
+            times: StageTimes::default(),
         })
     }
 
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
+    }
+
+    /// Stage timings of the last [`Self::analyze`] call.
+    pub fn last_times(&self) -> StageTimes {
+        self.times
     }
 
     pub fn frame_size(&self) -> (u32, u32) {
@@ -131,7 +151,11 @@ impl FaceAnalyzer {
         frame: &RgbImage,
         min_match_px: f32,
     ) -> anyhow::Result<Vec<FaceObservation>> {
+        self.times = StageTimes::default();
+        let started = Instant::now();
         let faces = self.detector.detect(frame).context("detecting faces")?;
+        self.times.detect = started.elapsed();
+        self.times.faces = faces.len();
         let view = ImageView::rgb(
             frame.as_raw(),
             frame.width() as usize,
@@ -166,16 +190,21 @@ impl FaceAnalyzer {
         if obs.size_px() < min_match_px {
             return Ok(obs);
         }
+        let started = Instant::now();
         let aligned = self
             .aligner
             .align(view, dlib_box)
             .context("aligning a face")?;
+        let aligned_at = Instant::now();
         obs.landmarks = aligned.landmarks;
         let chip = aligned.chip;
         obs.embedding = Some(
             self.embedder
                 .embed_packed(&chip.data, chip.width, chip.height)?,
         );
+        self.times.align += aligned_at - started;
+        self.times.embed += aligned_at.elapsed();
+        self.times.embedded += 1;
         Ok(obs)
     }
 

@@ -207,6 +207,8 @@ impl LoadedWatchlist {
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// File name of the active watchlist inside `dir` ([`ACTIVE`] for a state directory).
+    active: std::ffi::OsString,
 }
 
 impl Store {
@@ -215,6 +217,7 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(io_err("create state directory", dir))?;
         let store = Store {
             dir: dir.to_path_buf(),
+            active: ACTIVE.into(),
         };
         for name in [ACTIVE, PREVIOUS, ETAG] {
             let temp = temp_for(&store.dir.join(name));
@@ -227,12 +230,30 @@ impl Store {
         Ok(store)
     }
 
+    /// A store whose active watchlist is one given file (`lanewatch run --watchlist FILE`): read and
+    /// watched for replacement, never written. Installs and rollbacks belong to a state directory.
+    pub fn for_file(path: &Path) -> Result<Store, StoreError> {
+        let name = path.file_name().ok_or_else(|| StoreError::Io {
+            op: "open watchlist file",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Store {
+            dir,
+            active: name.to_os_string(),
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     pub fn active_path(&self) -> PathBuf {
-        self.dir.join(ACTIVE)
+        self.dir.join(&self.active)
     }
 
     pub fn previous_path(&self) -> PathBuf {

@@ -1,0 +1,211 @@
+//! `lanewatch bench`: per-stage latency (decode, detect, align, embed, match: median and p95),
+//! frames per second end to end, and resident memory over the run, on the bundled lane clip or a
+//! given source. Frames are taken and analysed in one thread, one after the other, so that each
+//! stage is timed alone; the same command runs on an aarch64 box.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::camera::{Frame, SourceError};
+use crate::config::Config;
+use crate::fsio::TempDir;
+use crate::pipeline::latency::{Latencies, Stage, Summary};
+use crate::pipeline::memory::{Resident, resident};
+use crate::pipeline::setup::open_source;
+use crate::pipeline::{WatchlistSlot, lane_from_config};
+use crate::samples::{bundled_dir, clip_spec, install_demo_watchlist};
+use crate::vision::faces::FaceModels;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Frame source (default: the bundled lane clip, replayed as often as needed).
+    #[arg(long, value_name = "SPEC")]
+    pub source: Option<String>,
+    /// Frames to measure, after the warm-up.
+    #[arg(long, default_value_t = 240)]
+    pub frames: u64,
+    /// Frames analysed before measuring (plans, caches, allocator pools settle).
+    #[arg(long, default_value_t = 24)]
+    pub warmup: u64,
+    /// Folder with the bundled models.
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Folder with the demo samples (the watchlist enrolled for the match stage).
+    #[arg(long, value_name = "DIR")]
+    pub samples: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `lanewatch bench` measured.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub source: String,
+    pub frames: u64,
+    pub faces: u64,
+    pub embedded: u64,
+    pub seconds: f64,
+    pub frames_per_second: f64,
+    pub stages_ms: Vec<(String, Summary)>,
+    /// Resident memory after the warm-up, then at each tenth of the run.
+    pub resident_after_warmup: Option<Resident>,
+    pub resident_samples: Vec<(u64, u64)>,
+    pub resident_growth_bytes: Option<i64>,
+    pub peak_resident_bytes: Option<u64>,
+    pub threads: usize,
+}
+
+pub fn execute(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.frames >= 1, "--frames must be at least 1");
+    let samples = args.samples.unwrap_or_else(bundled_dir);
+    let models_dir = args
+        .models_dir
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models = FaceModels::in_dir(&models_dir);
+    let work = TempDir::new("lanewatch-bench")?;
+    let list = install_demo_watchlist(&samples, &models, work.path())
+        .context("preparing the watchlist for the match stage")?;
+
+    let mut config = Config::default();
+    config.source.uri = args.source.clone().unwrap_or_else(|| clip_spec(&samples));
+    config.watchlist.dir = list.state_dir;
+    config.watchlist.pubkey = list.pubkey;
+    config.alerts.journal_dir = work.path().join("alerts");
+    config.alerts.stdout = false;
+    let m = &mut config.models;
+    m.embedder = models.embedder;
+    m.landmarks = models.landmarks;
+    m.pnet = models.pnet;
+    m.rnet = models.rnet;
+    m.onet = models.onet;
+
+    let rig = lane_from_config(&config)?;
+    let mut source = rig.source;
+    let mut lane = rig.lane;
+    let slot: std::sync::Arc<WatchlistSlot> = lane.watchlist().clone();
+    if let Some(mut watcher) = rig.watcher {
+        watcher.check(&slot);
+    }
+    anyhow::ensure!(
+        slot.current().is_some(),
+        "the bench watchlist did not load"
+    );
+
+    let total = args.warmup + args.frames;
+    let mut frame = Frame::empty();
+    let mut done = 0u64;
+    let mut started = Instant::now();
+    let mut after_warmup = None;
+    let mut rss = Vec::new();
+    let (mut faces, mut embedded) = (0u64, 0u64);
+    let step = (args.frames / 10).max(1);
+    while done < total {
+        if done == args.warmup {
+            *lane.latencies_mut() = Latencies::new(args.frames as usize);
+            after_warmup = resident();
+            started = Instant::now();
+        }
+        let t = Instant::now();
+        match source.next_frame(&mut frame, Duration::from_secs(5)) {
+            Ok(()) => {}
+            Err(SourceError::EndOfStream { .. }) => {
+                // Replay the clip (or folder) from the start.
+                source = open_source(&config, Default::default())?.0;
+                continue;
+            }
+            Err(e @ (SourceError::Timeout { .. } | SourceError::Corrupt { .. })) => {
+                eprintln!("lanewatch bench: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let decode = t.elapsed();
+        let report = lane.process(&frame);
+        if done >= args.warmup {
+            faces += report.decisions.len() as u64;
+            embedded += report
+                .decisions
+                .iter()
+                .filter(|d| !matches!(d.verdict, crate::pipeline::Verdict::TooSmall))
+                .count() as u64;
+        }
+        lane.latencies_mut().record(Stage::Decode, decode);
+        done += 1;
+        let measured = done.saturating_sub(args.warmup);
+        if measured > 0
+            && (measured % step == 0 || measured == args.frames)
+            && let Some(r) = resident()
+        {
+            rss.push((measured, r.current_bytes));
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let end = resident();
+    let report = BenchReport {
+        source: config.source.uri.clone(),
+        frames: args.frames,
+        faces,
+        embedded,
+        seconds,
+        frames_per_second: args.frames as f64 / seconds,
+        stages_ms: Stage::ALL
+            .iter()
+            .filter(|s| **s != Stage::Frame)
+            .map(|s| (s.name().to_string(), lane.latencies().summary(*s)))
+            .collect(),
+        resident_growth_bytes: match (after_warmup, end) {
+            (Some(a), Some(b)) => Some(b.current_bytes as i64 - a.current_bytes as i64),
+            _ => None,
+        },
+        resident_after_warmup: after_warmup,
+        resident_samples: rss,
+        peak_resident_bytes: end.map(|r| r.peak_bytes),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &BenchReport) {
+    println!(
+        "lanewatch bench: {} frames of {} ({} faces, {} embedded), {} CPU threads available",
+        r.frames, r.source, r.faces, r.embedded, r.threads
+    );
+    println!("  stage     median ms    p95 ms   samples   (align, embed, match: per face)");
+    for (name, s) in &r.stages_ms {
+        println!(
+            "  {name:<8} {:>10.2} {:>9.2} {:>9}",
+            s.median_ms, s.p95_ms, s.samples
+        );
+    }
+    println!(
+        "  end to end: {:.2} frames/s ({:.1} s)",
+        r.frames_per_second, r.seconds
+    );
+    let mb = |b: u64| b as f64 / 1048576.0;
+    if let (Some(a), Some(g), Some(p)) = (
+        r.resident_after_warmup,
+        r.resident_growth_bytes,
+        r.peak_resident_bytes,
+    ) {
+        println!(
+            "  resident memory: {:.1} MB after warm-up, {:+.2} MB over the run, peak {:.1} MB",
+            mb(a.current_bytes),
+            g as f64 / 1048576.0,
+            mb(p)
+        );
+        let trace: Vec<String> = r
+            .resident_samples
+            .iter()
+            .map(|(f, b)| format!("{f}:{:.1}", mb(*b)))
+            .collect();
+        println!("  resident MB by frame: {}", trace.join(" "));
+    }
+}

@@ -1,0 +1,200 @@
+//! One frame through the lane: detect → align → embed → match → decide → alert.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::alerting::alert_for;
+use super::decide::{Decision, Verdict, decide};
+use super::latency::{Latencies, Stage};
+use super::watch::WatchlistSlot;
+use crate::alerts::Alert;
+use crate::alerts::dispatch::{Dispatcher, Outcome};
+use crate::camera::Frame;
+use crate::vision::faces::{FaceAnalyzer, FaceObservation};
+use crate::watchlist::LoadedWatchlist;
+
+/// Counters of the inference side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LaneStats {
+    pub frames: u64,
+    pub faces: u64,
+    /// Faces below the match size: counted, not matched.
+    pub too_small: u64,
+    /// Faces embedded while no watchlist was active.
+    pub unmatched_no_watchlist: u64,
+    /// Faces that passed the watchlist's rule.
+    pub matches: u64,
+    pub alerts_raised: u64,
+    /// Matches inside a person's cool-down window.
+    pub alerts_suppressed: u64,
+    /// Alerts the journal could not write at once (kept in memory and retried).
+    pub journal_failures: u64,
+    /// Frames whose analysis failed (reported, skipped).
+    pub frame_errors: u64,
+}
+
+/// Settings of the per-frame work.
+#[derive(Clone, Debug)]
+pub struct LaneSettings {
+    /// Camera name written into alerts.
+    pub camera: String,
+    /// Faces whose shorter box side is below this are counted, not matched.
+    pub min_match_face_px: f32,
+    pub include_crop: bool,
+}
+
+/// What one frame produced, for the caller's log or display.
+pub struct FrameReport<'a> {
+    pub frame: &'a Frame,
+    pub decisions: &'a [Decision],
+    /// The list the faces were compared with (resolve `Candidate::entry` against it).
+    pub watchlist: Option<&'a LoadedWatchlist>,
+    /// Alerts raised for this frame (after the cool-down).
+    pub alerts: &'a [Alert],
+}
+
+/// The inference side of a lane.
+pub struct Lane {
+    analyzer: FaceAnalyzer,
+    watchlist: Arc<WatchlistSlot>,
+    dispatcher: Dispatcher,
+    settings: LaneSettings,
+    latencies: Latencies,
+    stats: LaneStats,
+    observations: Vec<FaceObservation>,
+    decisions: Vec<Decision>,
+    alerts: Vec<Alert>,
+    /// The list the current frame is matched against (held so the report can borrow it).
+    list: Option<Arc<LoadedWatchlist>>,
+    last_error: Option<String>,
+}
+
+impl Lane {
+    pub fn new(
+        analyzer: FaceAnalyzer,
+        watchlist: Arc<WatchlistSlot>,
+        dispatcher: Dispatcher,
+        settings: LaneSettings,
+    ) -> Lane {
+        Lane {
+            analyzer,
+            watchlist,
+            dispatcher,
+            settings,
+            latencies: Latencies::new(4096),
+            stats: LaneStats::default(),
+            observations: Vec::new(),
+            decisions: Vec::new(),
+            alerts: Vec::new(),
+            list: None,
+            last_error: None,
+        }
+    }
+
+    pub fn stats(&self) -> LaneStats {
+        LaneStats {
+            journal_failures: self.dispatcher.stats().journal_failures,
+            ..self.stats
+        }
+    }
+
+    pub fn latencies(&self) -> &Latencies {
+        &self.latencies
+    }
+
+    pub fn latencies_mut(&mut self) -> &mut Latencies {
+        &mut self.latencies
+    }
+
+    pub fn watchlist(&self) -> &Arc<WatchlistSlot> {
+        &self.watchlist
+    }
+
+    pub fn dispatcher_mut(&mut self) -> &mut Dispatcher {
+        &mut self.dispatcher
+    }
+
+    /// Analyses one frame and raises its alerts. Never fails: a frame that cannot be analysed is
+    /// reported (once per distinct error), counted and skipped.
+    pub fn process<'a>(&'a mut self, frame: &'a Frame) -> FrameReport<'a> {
+        self.stats.frames += 1;
+        self.decisions.clear();
+        self.alerts.clear();
+        // Taken once: a reload during this frame does not change what the frame is matched against.
+        self.list = self.watchlist.current();
+        if let Err(e) = self.analyse(frame) {
+            self.stats.frame_errors += 1;
+            let msg = format!("frame {} skipped: {e:#}", frame.seq);
+            if self.last_error.as_deref() != Some(msg.as_str()) {
+                eprintln!("lanewatch: {msg}");
+                self.last_error = Some(msg);
+            }
+        }
+        let age = SystemTime::now()
+            .duration_since(frame.timestamp)
+            .unwrap_or_default();
+        self.latencies.record(Stage::Frame, age);
+        FrameReport {
+            frame,
+            decisions: &self.decisions,
+            watchlist: self.list.as_deref(),
+            alerts: &self.alerts,
+        }
+    }
+
+    fn analyse(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        let (w, h) = frame.rgb.dimensions();
+        if (w, h) != self.analyzer.frame_size() {
+            // A camera renegotiated or a folder holds images of another size: re-plan the detector.
+            self.analyzer.resize(w, h)?;
+        }
+        self.observations = self
+            .analyzer
+            .analyze(&frame.rgb, self.settings.min_match_face_px)?;
+        let times = self.analyzer.last_times();
+        self.latencies.record(Stage::Detect, times.detect);
+        if times.embedded > 0 {
+            let n = times.embedded as u32;
+            for _ in 0..n {
+                self.latencies.record(Stage::Align, times.align / n);
+                self.latencies.record(Stage::Embed, times.embed / n);
+            }
+        }
+        let list = self.list.clone();
+        for face in &self.observations {
+            self.stats.faces += 1;
+            let started = Instant::now();
+            let decision = decide(face, list.as_deref(), frame.seq, frame.timestamp)?;
+            if face.embedding.is_some() && list.is_some() {
+                self.latencies.record(Stage::Match, started.elapsed());
+            }
+            match decision.verdict {
+                Verdict::TooSmall => self.stats.too_small += 1,
+                Verdict::NoWatchlist => self.stats.unmatched_no_watchlist += 1,
+                Verdict::NoMatch { .. } => {}
+                Verdict::Match(candidate) => {
+                    self.stats.matches += 1;
+                    if let Some(list) = list.as_deref() {
+                        let alert = alert_for(
+                            &self.settings.camera,
+                            list,
+                            &decision,
+                            &candidate,
+                            &frame.rgb,
+                            self.settings.include_crop,
+                        );
+                        match self.dispatcher.raise(&alert, Instant::now()) {
+                            Outcome::Raised { .. } => {
+                                self.stats.alerts_raised += 1;
+                                self.alerts.push(alert);
+                            }
+                            Outcome::Suppressed { .. } => self.stats.alerts_suppressed += 1,
+                        }
+                    }
+                }
+            }
+            self.decisions.push(decision);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! The bundled demo samples (`samples/`, public-domain images from registry packages; see
+//! `samples/README.md`) and the throwaway signed watchlist `lanewatch demo` and `lanewatch bench`
+//! enrol them into.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::enrollment::{ListTerms, PhotoRules, enrol_folder, sign_watchlist};
+use crate::vision::detect::DetectorConfig;
+use crate::vision::faces::{FaceAnalyzer, FaceModels};
+use crate::watchlist::format::{Severity, Thresholds};
+use crate::watchlist::keys::{generate, read_signing_key};
+use crate::watchlist::verify::unix_now;
+use crate::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
+
+/// The samples folder of this source tree.
+pub fn bundled_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+/// The bundled lane clip, as a source spec.
+pub fn clip_spec(samples: &Path) -> String {
+    format!("mjpeg:{}", samples.join("lane_clip.mjpeg").display())
+}
+
+/// A demo watchlist installed in a state directory, and the key that signed it.
+pub struct DemoWatchlist {
+    pub state_dir: PathBuf,
+    pub pubkey: PathBuf,
+    pub people: usize,
+    pub sequence: u64,
+}
+
+/// Enrols `samples/watchlist/<person>/` with a fresh key into `work/state`, the way a technician
+/// would (keygen, enroll, install), and returns where it went.
+pub fn install_demo_watchlist(
+    samples: &Path,
+    models: &FaceModels,
+    work: &Path,
+) -> anyhow::Result<DemoWatchlist> {
+    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    let secret = work.join("demo-key");
+    let (verifying, pubkey) = generate(&secret)?;
+    let key = read_signing_key(&secret)?;
+    let embedder = EmbedderId::from_model_file(&models.embedder)?;
+    let mut analyzer = FaceAnalyzer::open(models, 640, 480, DetectorConfig::default())?;
+    let threshold = analyzer.embedder().spec().threshold;
+    let people = enrol_folder(
+        &mut analyzer,
+        &samples.join("watchlist"),
+        PhotoRules {
+            min_face_px: 80.0,
+            max_distance: threshold,
+        },
+    )?;
+    let now = unix_now();
+    let terms = ListTerms {
+        embedder: embedder.clone(),
+        thresholds: Thresholds {
+            max_distance: threshold,
+            min_margin: 0.0,
+        },
+        sequence: 1,
+        created_at: now,
+        expires_at: now + 86_400,
+        list: "demo".into(),
+        severity: Severity::High,
+    };
+    let bytes = sign_watchlist(&people, &terms, &key)?;
+    let state_dir = work.join("state");
+    let store = Store::open(&state_dir)?;
+    let verifier = Verifier::new(TrustedKeys::new().with(verifying)).with_embedder(Some(embedder));
+    store.install(&bytes, "demo watchlist", &verifier, now)?;
+    Ok(DemoWatchlist {
+        state_dir,
+        pubkey,
+        people: people.len(),
+        sequence: terms.sequence,
+    })
+}
