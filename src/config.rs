@@ -251,6 +251,12 @@ mod tests {
     }
 
     #[test]
+    fn documented_example_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/lanewatch.toml");
+        assert_eq!(Config::read(&path).unwrap(), Config::default());
+    }
+
+    #[test]
     fn defaults_round_trip_through_toml() {
         let text = toml::to_string(&Config::default()).unwrap();
         assert_eq!(

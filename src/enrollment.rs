@@ -185,7 +185,7 @@ pub fn sign_watchlist(
     key: &SigningKey,
 ) -> anyhow::Result<Vec<u8>> {
     let mut builder = WatchlistBuilder::new(
-        terms.embedder.clone(),
+        terms.embedder,
         terms.thresholds,
         terms.sequence,
         terms.created_at,

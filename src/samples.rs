@@ -56,7 +56,7 @@ pub fn install_demo_watchlist(
     )?;
     let now = unix_now();
     let terms = ListTerms {
-        embedder: embedder.clone(),
+        embedder,
         thresholds: Thresholds {
             max_distance: threshold,
             min_margin: 0.0,

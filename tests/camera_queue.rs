@@ -91,3 +91,54 @@ fn waiting_consumer_wakes_on_push() {
     q.push(7);
     assert_eq!(consumer.join().unwrap(), Pop::Item(7));
 }
+
+#[test]
+fn runtime_limit_below_capacity_drops_at_the_limit() {
+    let q: DropOldest<u32, 64> = DropOldest::with_limit(2);
+    assert_eq!(q.push(1), None);
+    assert_eq!(q.push(2), None);
+    assert_eq!(q.push(3), Some(1));
+    let s = q.stats();
+    assert_eq!((s.len, s.capacity, s.dropped), (2, 2, 1));
+    // Clamped to the storage size, and to at least one.
+    assert_eq!(DropOldest::<u8, 4>::with_limit(100).stats().capacity, 4);
+    assert_eq!(DropOldest::<u8, 4>::with_limit(0).stats().capacity, 1);
+}
+
+#[test]
+fn push_wait_blocks_until_there_is_room_and_never_drops() {
+    let q: Arc<DropOldest<u64, 2>> = Arc::new(DropOldest::new());
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            for i in 0..1000 {
+                q.push_wait(i).unwrap();
+            }
+            q.close();
+        })
+    };
+    let mut got = Vec::new();
+    loop {
+        match q.pop_timeout(Duration::from_secs(10)) {
+            Pop::Item(i) => got.push(i),
+            Pop::Closed => break,
+            Pop::TimedOut => panic!("producer stalled"),
+        }
+    }
+    producer.join().unwrap();
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    assert_eq!(q.stats().dropped, 0);
+}
+
+#[test]
+fn push_wait_returns_the_item_when_closed() {
+    let q: Arc<DropOldest<u8, 1>> = Arc::new(DropOldest::new());
+    q.push_wait(1).unwrap();
+    let waiting = {
+        let q = q.clone();
+        std::thread::spawn(move || q.push_wait(2))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    q.close();
+    assert_eq!(waiting.join().unwrap(), Err(2));
+}

@@ -36,7 +36,7 @@ fn alert(person: &str) -> Alert {
         MatchScores {
             distance: 0.42,
             similarity: 0.91,
-            margin: 0.12,
+            margin: Some(0.12),
         },
         FaceBox {
             x: 10.0,

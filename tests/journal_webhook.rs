@@ -36,7 +36,7 @@ fn alert(person: &str) -> Alert {
         MatchScores {
             distance: 0.5,
             similarity: 0.8,
-            margin: 0.1,
+            margin: Some(0.1),
         },
         FaceBox {
             x: 1.0,

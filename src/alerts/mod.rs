@@ -64,12 +64,14 @@ pub struct Identity {
     pub severity: String,
 }
 
-/// How close the match was. `margin` is the gap to the second-best identity.
+/// How close the match was. `margin` is the distance gap to the second-best identity; `None` (JSON
+/// `null`) when the watchlist holds one identity. Every value is finite, so every journal line reads
+/// back (JSON has no infinity).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MatchScores {
     pub distance: f32,
     pub similarity: f32,
-    pub margin: f32,
+    pub margin: Option<f32>,
 }
 
 /// Face rectangle in frame pixels.

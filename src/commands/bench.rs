@@ -38,6 +38,64 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Instead of the pipeline, time each bundled network alone (tract) at the shapes the lane runs
+    /// it with, for comparison with another runtime (`tools/bench_tract_vs_onnxruntime.py`).
+    #[arg(long)]
+    pub models: bool,
+    /// Runs per network with --models.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+}
+
+/// The shapes each network runs at in the lane: the embedder on one chip, P-Net on the first pyramid
+/// level of a 640x480 frame at the default 40 px minimum face (scale 12/40), R-Net on a batch of 16
+/// candidates and O-Net on 4.
+pub fn model_shapes(models: &FaceModels) -> Vec<(String, PathBuf, [usize; 4])> {
+    vec![
+        ("embedder".into(), models.embedder.clone(), [1, 3, 150, 150]),
+        ("pnet".into(), models.pnet.clone(), [1, 3, 144, 192]),
+        ("rnet".into(), models.rnet.clone(), [16, 3, 24, 24]),
+        ("onet".into(), models.onet.clone(), [4, 3, 48, 48]),
+    ]
+}
+
+/// Median and p95 of `runs` tract runs of each network on a fixed pseudo-image input.
+fn time_models(models: &FaceModels, runs: usize, json: bool) -> anyhow::Result<()> {
+    use tract_onnx::prelude::Tensor;
+    let mut out = Vec::new();
+    for (name, path, [n, c, h, w]) in model_shapes(models) {
+        let file = crate::vision::model::ModelFile::open(&path)?;
+        let model = file.plan(n, h, w)?;
+        // Smooth, image-like values in the network's input range; timing does not depend on them.
+        let data: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i % 251) as f32 / 250.0 - 0.5) * 2.0)
+            .collect();
+        let input = Tensor::from_shape(&[n, c, h, w], &data)?;
+        for _ in 0..3 {
+            model.run(input.clone())?;
+        }
+        let mut lat = Latencies::new(runs);
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            model.run(input.clone())?;
+            lat.record(Stage::Embed, t.elapsed());
+        }
+        out.push((name, [n, c, h, w], lat.summary(Stage::Embed)));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("  network   input shape        median ms    p95 ms  (tract, {runs} runs)");
+        for (name, shape, s) in &out {
+            println!(
+                "  {name:<9} {:<18} {:>9.2} {:>9.2}",
+                format!("{shape:?}"),
+                s.median_ms,
+                s.p95_ms
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What `lanewatch bench` measured.
@@ -65,6 +123,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         .models_dir
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
     let models = FaceModels::in_dir(&models_dir);
+    if args.models {
+        return time_models(&models, args.runs, args.json);
+    }
     let work = TempDir::new("lanewatch-bench")?;
     let list = install_demo_watchlist(&samples, &models, work.path())
         .context("preparing the watchlist for the match stage")?;
@@ -89,10 +150,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     if let Some(mut watcher) = rig.watcher {
         watcher.check(&slot);
     }
-    anyhow::ensure!(
-        slot.current().is_some(),
-        "the bench watchlist did not load"
-    );
+    anyhow::ensure!(slot.current().is_some(), "the bench watchlist did not load");
 
     let total = args.warmup + args.frames;
     let mut frame = Frame::empty();
@@ -136,7 +194,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         done += 1;
         let measured = done.saturating_sub(args.warmup);
         if measured > 0
-            && (measured % step == 0 || measured == args.frames)
+            && (measured.is_multiple_of(step) || measured == args.frames)
             && let Some(r) = resident()
         {
             rss.push((measured, r.current_bytes));

@@ -31,9 +31,9 @@ fn describe(report: &FrameReport<'_>) {
         println!("frame {seq:>3}: no face");
     }
     let name = |entry: usize| {
-        report
-            .watchlist
-            .map_or("?".to_string(), |l| l.body().entries[entry].display_name.clone())
+        report.watchlist.map_or("?".to_string(), |l| {
+            l.body().entries[entry].display_name.clone()
+        })
     };
     for d in report.decisions {
         let size = d.face_size_px;
@@ -81,8 +81,8 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         "lanewatch demo: enrolling {} into a signed watchlist",
         samples.join("watchlist").display()
     );
-    let list = install_demo_watchlist(&samples, &models, &work)
-        .context("preparing the demo watchlist")?;
+    let list =
+        install_demo_watchlist(&samples, &models, &work).context("preparing the demo watchlist")?;
     println!(
         "  {} person(s), sequence {}, installed in {}",
         list.people,

@@ -58,7 +58,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
 fn print_cameras() {
     let cameras = crate::camera::v4l2::list_cameras();
     if cameras.is_empty() {
-        println!("no V4L2 devices (/dev/video*) found: is the camera plugged in and its driver loaded?");
+        println!(
+            "no V4L2 devices (/dev/video*) found: is the camera plugged in and its driver loaded?"
+        );
     }
     for c in cameras {
         println!("{}", c.path.display());
@@ -68,7 +70,9 @@ fn print_cameras() {
         if let Some(e) = &c.error {
             println!("  error:   {e}");
         } else if !c.usable {
-            println!("  not a streaming video capture node (metadata or output node): not usable as a lane camera");
+            println!(
+                "  not a streaming video capture node (metadata or output node): not usable as a lane camera"
+            );
         }
         for (fourcc, description, sizes) in &c.formats {
             println!("  format:  {fourcc} ({description}): {}", sizes.join(", "));
@@ -81,5 +85,7 @@ fn print_cameras() {
 
 #[cfg(not(feature = "v4l2"))]
 fn print_cameras() {
-    println!("this build has no V4L2 support: rebuild with the default feature `v4l2` to list cameras");
+    println!(
+        "this build has no V4L2 support: rebuild with the default feature `v4l2` to list cameras"
+    );
 }

@@ -43,7 +43,7 @@ pub fn alert_for(
         MatchScores {
             distance: candidate.distance,
             similarity: candidate.similarity,
-            margin: candidate.margin,
+            margin: candidate.margin.is_finite().then_some(candidate.margin),
         },
         FaceBox {
             x: x1,
@@ -75,8 +75,14 @@ pub fn face_crop(frame: &RgbImage, bbox: [f32; 4]) -> Option<RgbImage> {
     }
     let pad = (x2 - x1).max(y2 - y1) * CROP_CONTEXT;
     let clamp = |v: f32, max: u32| v.round().clamp(0.0, max as f32) as u32;
-    let (left, top) = (clamp(x1 - pad, frame.width()), clamp(y1 - pad, frame.height()));
-    let (right, bottom) = (clamp(x2 + pad, frame.width()), clamp(y2 + pad, frame.height()));
+    let (left, top) = (
+        clamp(x1 - pad, frame.width()),
+        clamp(y1 - pad, frame.height()),
+    );
+    let (right, bottom) = (
+        clamp(x2 + pad, frame.width()),
+        clamp(y2 + pad, frame.height()),
+    );
     if right <= left || bottom <= top {
         return None;
     }
@@ -106,9 +112,12 @@ pub fn dispatcher_from_config(config: &AlertsConfig) -> anyhow::Result<Dispatche
     }
     if let Some(url) = &config.webhook_url {
         let cursor = config.journal_dir.join("webhook.cursor");
-        let (delivery, warning) =
-            Delivery::open(WebhookConfig::new(url.clone()), &config.journal_dir, &cursor)
-                .with_context(|| format!("alerts.webhook_url {url}"))?;
+        let (delivery, warning) = Delivery::open(
+            WebhookConfig::new(url.clone()),
+            &config.journal_dir,
+            &cursor,
+        )
+        .with_context(|| format!("alerts.webhook_url {url}"))?;
         if let Some(w) = warning {
             eprintln!("lanewatch: {w}");
         }

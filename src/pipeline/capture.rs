@@ -5,9 +5,9 @@
 //! folder, a recording) waits for room instead, so that every recorded frame is analysed.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use crate::queue::DropOldest;
 
 /// Largest configurable queue depth (`source.queue_capacity`).
 pub const MAX_QUEUE: usize = 64;
-
 
 /// How the capture thread treats a full queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +87,7 @@ pub struct Capture {
     pub recycled: Receiver<Frame>,
     pub counters: Arc<CaptureCounters>,
     pub stop: Arc<AtomicBool>,
-    pub report: Arc<Mutex<dyn FnMut(&str) + Send>>,
+    pub report: Box<dyn FnMut(&str) + Send>,
 }
 
 /// Where the inference thread returns frames for reuse.
@@ -107,9 +106,8 @@ impl Capture {
             .spawn(move || self.run())
     }
 
-    fn say(&self, msg: &str) {
-        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
-        report(msg);
+    fn say(&mut self, msg: &str) {
+        (self.report)(msg);
     }
 
     fn run(mut self) -> CaptureEnd {
@@ -160,7 +158,7 @@ impl Capture {
                             let n = self.counters.corrupt.fetch_add(1, Ordering::Relaxed) + 1;
                             // One line for the first few, then every hundredth: a flaky cable must
                             // not fill the log.
-                            if n <= 5 || n % 100 == 0 {
+                            if n <= 5 || n.is_multiple_of(100) {
                                 self.say(&format!("{e} ({n} so far)"));
                             }
                         }
@@ -174,10 +172,11 @@ impl Capture {
                 Err(_) => {
                     // The source panicked (a decoder or driver bug): skip the frame, keep going.
                     self.counters.panics.fetch_add(1, Ordering::Relaxed);
-                    self.say(&format!(
+                    let msg = format!(
                         "{}: the frame source panicked; frame skipped",
                         self.source.name()
-                    ));
+                    );
+                    self.say(&msg);
                 }
             }
         }

@@ -30,6 +30,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn reads_a_plausible_resident_size() {
         let r = super::resident().expect("procfs");
-        assert!(r.current_bytes > 1 << 20 && r.peak_bytes >= r.current_bytes, "{r:?}");
+        assert!(
+            r.current_bytes > 1 << 20 && r.peak_bytes >= r.current_bytes,
+            "{r:?}"
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! lost camera or a bad watchlist file; it stops at the end of a finite source or after
 //! `max_frames`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::capture::{Capture, CaptureEnd, CaptureStats, Captured, MAX_QUEUE, Pacing, recycle};
@@ -60,7 +60,9 @@ impl RunSummary {
     pub fn line(&self) -> String {
         let l = &self.lane;
         let mb = |r: &Option<Resident>| {
-            r.map_or("?".into(), |r| format!("{:.1}", r.current_bytes as f64 / 1048576.0))
+            r.map_or("?".into(), |r| {
+                format!("{:.1}", r.current_bytes as f64 / 1048576.0)
+            })
         };
         format!(
             "frames {} ({:.1}/s), faces {} ({} too small), matches {}, alerts {} ({} in cool-down), dropped {}, timeouts {}, corrupt {}, reconnects {}, watchlist seq {}{}, rss {} MB",
@@ -159,7 +161,7 @@ pub fn run(
         recycled,
         counters: counters.clone(),
         stop: stop.clone(),
-        report: Arc::new(Mutex::new(|msg: &str| eprintln!("lanewatch: {msg}"))),
+        report: Box::new(|msg: &str| eprintln!("lanewatch: {msg}")),
     }
     .spawn()?;
 

@@ -60,9 +60,10 @@ pub fn open_source(
             );
             (Box::new(source) as Box<dyn FrameSource>, Pacing::Live)
         }
-        SourceSpec::Frames { .. } | SourceSpec::Mjpeg { .. } => {
-            (spec.open(&capture).map_err(anyhow::Error::new)?, Pacing::Replay)
-        }
+        SourceSpec::Frames { .. } | SourceSpec::Mjpeg { .. } => (
+            spec.open(&capture).map_err(anyhow::Error::new)?,
+            Pacing::Replay,
+        ),
     })
 }
 

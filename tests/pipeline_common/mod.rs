@@ -1,0 +1,191 @@
+//! Helpers shared by the run-loop tests: real LFW faces from `../shared/data/lfw` (read at test
+//! time, never copied into the repo), a throwaway issuer key, watchlists enrolled through the box's
+//! own code, and a lane rig built the way `lanewatch run` builds one.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use image::RgbImage;
+use lanewatch::camera::FrameSource;
+use lanewatch::config::AlertsConfig;
+use lanewatch::enrollment::{ListTerms, PhotoRules, enrol_folder, sign_watchlist};
+use lanewatch::fsio::TempDir;
+use lanewatch::pipeline::alerting::dispatcher_from_config;
+use lanewatch::pipeline::{Lane, LaneRig, LaneSettings, Pacing, Watcher, WatchlistSlot};
+use lanewatch::vision::detect::DetectorConfig;
+use lanewatch::vision::faces::{FaceAnalyzer, FaceModels};
+use lanewatch::watchlist::format::{Severity, Thresholds};
+use lanewatch::watchlist::verify::unix_now;
+use lanewatch::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
+
+pub fn lfw_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/lfw/images")
+}
+
+/// The `i`-th image (in name order; LFW numbering has gaps in this subset) of a person.
+pub fn lfw(name: &str, i: usize) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(lfw_dir().join(name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.swap_remove(i)
+}
+
+pub fn picture(name: &str, i: usize) -> RgbImage {
+    image::open(lfw(name, i)).unwrap().to_rgb8()
+}
+
+/// LFW identities in name order with their image counts.
+pub fn identities() -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = std::fs::read_dir(lfw_dir())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let n = std::fs::read_dir(e.path()).unwrap().count();
+            (e.file_name().to_string_lossy().into_owned(), n)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+pub fn verifier() -> Verifier {
+    let models = FaceModels::bundled();
+    Verifier::new(TrustedKeys::new().with(key().verifying_key()))
+        .with_embedder(Some(EmbedderId::from_model_file(&models.embedder).unwrap()))
+}
+
+/// A signed list of `people` (each enrolled from the given LFW images, by position), at `sequence`.
+pub fn watchlist(work: &Path, people: &[(&str, &[usize])], sequence: u64) -> Vec<u8> {
+    let photos = work.join(format!("photos-{sequence}"));
+    for (name, images) in people {
+        let dir = photos.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in *images {
+            std::fs::copy(lfw(name, *n), dir.join(format!("{n}.jpg"))).unwrap();
+        }
+    }
+    let models = FaceModels::bundled();
+    let mut analyzer = FaceAnalyzer::open(&models, 250, 250, DetectorConfig::default()).unwrap();
+    let threshold = analyzer.embedder().spec().threshold;
+    let enrolled = enrol_folder(
+        &mut analyzer,
+        &photos,
+        PhotoRules {
+            min_face_px: 60.0,
+            max_distance: threshold,
+        },
+    )
+    .unwrap();
+    let now = unix_now();
+    sign_watchlist(
+        &enrolled,
+        &ListTerms {
+            embedder: EmbedderId::from_model_file(&models.embedder).unwrap(),
+            thresholds: Thresholds {
+                max_distance: threshold,
+                min_margin: 0.0,
+            },
+            sequence,
+            created_at: now,
+            expires_at: now + 3600,
+            list: "test".into(),
+            severity: Severity::High,
+        },
+        &key(),
+    )
+    .unwrap()
+}
+
+/// A state directory with `bytes` installed as the active watchlist.
+pub fn state_with(work: &Path, bytes: &[u8]) -> Store {
+    let store = Store::open(&work.join("state")).unwrap();
+    store
+        .install(bytes, "test list", &verifier(), unix_now())
+        .unwrap();
+    store
+}
+
+pub fn alerts_config(dir: &Path, cooldown_s: u64) -> AlertsConfig {
+    AlertsConfig {
+        journal_dir: dir.to_path_buf(),
+        cooldown_s,
+        stdout: false,
+        include_crop: true,
+        ..AlertsConfig::default()
+    }
+}
+
+/// The rig `lanewatch run` would build, over `source`, with the default thresholds and sizes.
+pub fn rig(
+    source: Box<dyn FrameSource>,
+    pacing: Pacing,
+    store: Store,
+    alerts: &AlertsConfig,
+    reconnects: Arc<AtomicU64>,
+) -> LaneRig {
+    let defaults = lanewatch::config::Config::default();
+    let analyzer = FaceAnalyzer::open(
+        &FaceModels::bundled(),
+        250,
+        250,
+        DetectorConfig {
+            min_face: defaults.detect.min_face_px as f32,
+            ..DetectorConfig::default()
+        },
+    )
+    .unwrap();
+    let lane = Lane::new(
+        analyzer,
+        Arc::new(WatchlistSlot::default()),
+        dispatcher_from_config(alerts).unwrap(),
+        LaneSettings {
+            camera: "test-lane".into(),
+            min_match_face_px: defaults.detect.min_match_face_px as f32,
+            include_crop: alerts.include_crop,
+        },
+    );
+    LaneRig {
+        source,
+        pacing,
+        frame_timeout: Duration::from_millis(200),
+        queue_capacity: 4,
+        lane,
+        watcher: Some(Watcher::new(store, verifier())),
+        reload_every: Duration::from_millis(20),
+        reconnects,
+    }
+}
+
+/// Every alert line in the journal directory, in order.
+pub fn journal_alerts(dir: &Path) -> Vec<lanewatch::alerts::Alert> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    segments.sort();
+    segments
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn temp(prefix: &str) -> TempDir {
+    TempDir::new(prefix).unwrap()
+}
