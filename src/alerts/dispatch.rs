@@ -65,6 +65,12 @@ impl Dispatcher {
         self.stats
     }
 
+    /// Whether an alert for `identity` raised at `now` would be suppressed by the cool-down (so
+    /// the caller can skip preparing its crop).
+    pub fn cooling_down(&self, identity: &str, now: Instant) -> bool {
+        !self.cooldown.remaining(identity, now).is_zero()
+    }
+
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }

@@ -175,15 +175,21 @@ impl Lane {
                 Verdict::Match(candidate) => {
                     self.stats.matches += 1;
                     if let Some(list) = list.as_deref() {
+                        let now = Instant::now();
+                        let id = &list.body().entries[candidate.entry].id;
+                        // No crop for an alert the cool-down will suppress: JPEG encoding is the
+                        // costliest part of building an alert.
+                        let crop =
+                            self.settings.include_crop && !self.dispatcher.cooling_down(id, now);
                         let alert = alert_for(
                             &self.settings.camera,
                             list,
                             &decision,
                             &candidate,
                             &frame.rgb,
-                            self.settings.include_crop,
+                            crop,
                         );
-                        match self.dispatcher.raise(&alert, Instant::now()) {
+                        match self.dispatcher.raise(&alert, now) {
                             Outcome::Raised { .. } => {
                                 self.stats.alerts_raised += 1;
                                 self.alerts.push(alert);
