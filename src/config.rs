@@ -77,6 +77,9 @@ pub struct AlertsConfig {
     pub include_crop: bool,
     /// Optional lane-controller webhook (HTTP POST of each alert, retried from the journal).
     pub webhook_url: Option<String>,
+    /// PEM file of the private CA that signed the webhook server's certificate (https:// only),
+    /// trusted instead of the bundled public roots.
+    pub webhook_ca_cert: Option<PathBuf>,
     /// Print each alert as a JSON line on stdout.
     pub stdout: bool,
 }
@@ -134,6 +137,7 @@ impl Default for AlertsConfig {
             cooldown_s: 30,
             include_crop: true,
             webhook_url: None,
+            webhook_ca_cert: None,
             stdout: true,
         }
     }
@@ -197,6 +201,20 @@ impl Config {
             self.alerts.keep_files >= 1,
             "alerts.keep_files must be at least 1"
         );
+        match (&self.alerts.webhook_url, &self.alerts.webhook_ca_cert) {
+            (Some(url), ca) => {
+                let transport = crate::http::transport_of(url)
+                    .with_context(|| "alerts.webhook_url".to_string())?;
+                anyhow::ensure!(
+                    ca.is_none() || transport == crate::http::Transport::Tls,
+                    "alerts.webhook_ca_cert is only used with an https:// alerts.webhook_url"
+                );
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("alerts.webhook_ca_cert is set but alerts.webhook_url is not")
+            }
+            (None, None) => {}
+        }
         Ok(())
     }
 
@@ -233,6 +251,15 @@ mod tests {
             ("[source]\nqueue_capacity = 0\n", "queue_capacity"),
             ("[detect]\nmin_face_px = 3\n", "min_face_px"),
             ("[alerts]\ncooldown_s = \"soon\"\n", "cooldown_s"),
+            ("[alerts]\nwebhook_url = \"ftp://x/a\"\n", "webhook_url"),
+            (
+                "[alerts]\nwebhook_ca_cert = \"ca.pem\"\n",
+                "webhook_ca_cert",
+            ),
+            (
+                "[alerts]\nwebhook_url = \"http://x/a\"\nwebhook_ca_cert = \"ca.pem\"\n",
+                "webhook_ca_cert",
+            ),
         ] {
             let err = format!(
                 "{:#}",

@@ -8,6 +8,7 @@ pub mod camera;
 pub mod commands;
 pub mod config;
 pub mod fsio;
+pub mod http;
 pub mod matcher;
 pub mod queue;
 pub mod vision;
