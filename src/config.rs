@@ -79,6 +79,9 @@ pub struct AlertsConfig {
     pub include_crop: bool,
     /// Optional lane-controller webhook (HTTP POST of each alert, retried from the journal).
     pub webhook_url: Option<String>,
+    /// PEM file of the private CA that signed the webhook server's certificate (https:// only),
+    /// trusted instead of the bundled public roots.
+    pub webhook_ca_cert: Option<PathBuf>,
     /// Print each alert as a JSON line on stdout.
     pub stdout: bool,
     /// Optional GPIO line pulsed on each alert (lane light, relay); needs a build with `--features gpio`.
@@ -156,6 +159,7 @@ impl Default for AlertsConfig {
             cooldown_s: 30,
             include_crop: true,
             webhook_url: None,
+            webhook_ca_cert: None,
             stdout: true,
             gpio: None,
         }
@@ -224,11 +228,19 @@ impl Config {
             self.watchlist.reload_every_ms >= 100,
             "watchlist.reload_every_ms must be at least 100"
         );
-        if let Some(url) = &self.alerts.webhook_url {
-            anyhow::ensure!(
-                url.starts_with("http://") || url.starts_with("https://"),
-                "alerts.webhook_url must start with http:// or https://"
-            );
+        match (&self.alerts.webhook_url, &self.alerts.webhook_ca_cert) {
+            (Some(url), ca) => {
+                let transport = crate::http::transport_of(url)
+                    .with_context(|| "alerts.webhook_url".to_string())?;
+                anyhow::ensure!(
+                    ca.is_none() || transport == crate::http::Transport::Tls,
+                    "alerts.webhook_ca_cert is only used with an https:// alerts.webhook_url"
+                );
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("alerts.webhook_ca_cert is set but alerts.webhook_url is not")
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -272,6 +284,15 @@ mod tests {
             ("[source]\nqueue_capacity = 0\n", "queue_capacity"),
             ("[detect]\nmin_face_px = 3\n", "min_face_px"),
             ("[alerts]\ncooldown_s = \"soon\"\n", "cooldown_s"),
+            ("[alerts]\nwebhook_url = \"ftp://x/a\"\n", "webhook_url"),
+            (
+                "[alerts]\nwebhook_ca_cert = \"ca.pem\"\n",
+                "webhook_ca_cert",
+            ),
+            (
+                "[alerts]\nwebhook_url = \"http://x/a\"\nwebhook_ca_cert = \"ca.pem\"\n",
+                "webhook_ca_cert",
+            ),
         ] {
             let err = format!(
                 "{:#}",

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod enrollment;
 pub mod fsio;
+pub mod http;
 pub mod matcher;
 pub mod pipeline;
 pub mod queue;

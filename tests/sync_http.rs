@@ -206,14 +206,24 @@ fn refused_files_are_not_retried_and_never_touch_disk() {
 }
 
 #[test]
-fn https_is_refused_with_a_clear_error() {
-    let dir = TempDir::new("sync-https");
-    let err = Syncer::new(
-        SyncConfig::new("https://example.invalid/w.lwl"),
-        Store::open(dir.path()).unwrap(),
-        verifier(),
-    )
-    .err()
-    .unwrap();
-    assert!(err.to_string().contains("only http://"), "{err}");
+fn unsupported_schemes_and_https_without_the_feature_are_refused_clearly() {
+    let dir = TempDir::new("sync-scheme");
+    let open = |url: &str| {
+        Syncer::new(
+            SyncConfig::new(url),
+            Store::open(dir.path()).unwrap(),
+            verifier(),
+        )
+        .err()
+        .map(|e| e.to_string())
+    };
+    let err = open("ftp://example.invalid/w.lwl").unwrap();
+    assert!(err.contains("only http:// and https://"), "{err}");
+    let https = open("https://example.invalid/w.lwl");
+    if cfg!(feature = "https") {
+        assert_eq!(https, None);
+    } else {
+        let err = https.unwrap();
+        assert!(err.contains("rebuild it with `--features https`"), "{err}");
+    }
 }

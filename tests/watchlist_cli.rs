@@ -1,6 +1,8 @@
 //! The technician's commands end to end, through the real binary: keygen, verify (with and
 //! without the box's model), inspect, diff, install and rollback.
 
+#[cfg(feature = "https")]
+mod tls_common;
 mod watchlist_common;
 
 use std::path::Path;
@@ -225,4 +227,64 @@ fn technician_workflow() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("from sequence 2 to 1"));
     assert_eq!(std::fs::read(&active).unwrap(), std::fs::read(&f1).unwrap());
+}
+
+/// `lanewatch sync --ca-cert` end to end over HTTPS (x86 only: this spawns the binary), and the
+/// start-up refusals that name the problem.
+#[cfg(feature = "https")]
+#[test]
+fn sync_over_https_with_a_private_ca() {
+    use lanewatch::watchlist::keys::public_key_line;
+
+    let dir = TempDir::new("cli-https");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let (pubkey, state) = (p("issuer.pub"), p("state"));
+    std::fs::write(&pubkey, public_key_line(&signer().verifying_key())).unwrap();
+    let pki = tls_common::pki(dir.path(), &["127.0.0.1"]);
+    let now = unix_now();
+    let mut list = body(7, 2);
+    (list.created_at, list.expires_at) = (now - DAY, now + 30 * DAY);
+    let (url, server) = tls_common::serve(
+        &pki,
+        vec![tls_common::Canned {
+            status: 200,
+            etag: Some("\"v7\""),
+            body: sign(&list, &signer()),
+        }],
+    );
+    let ca = pki.ca_pem.display().to_string();
+    let args = ["sync", "--url", &url, "--pubkey", &pubkey, "--dir", &state];
+    let out = lanewatch(&[&args[..], &["--ca-cert", &ca]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("installed sequence 7"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("unauthenticated"), "{}", text(&out));
+    assert_eq!(server.join().unwrap().len(), 1);
+
+    let missing = p("missing-ca.pem");
+    let out = lanewatch(&[&args[..], &["--ca-cert", &missing]].concat());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("CA certificate file") && text(&out).contains(&missing),
+        "{}",
+        text(&out)
+    );
+
+    let plain = url.replacen("https://", "http://", 1);
+    let out = lanewatch(&[
+        "sync",
+        "--url",
+        &plain,
+        "--pubkey",
+        &pubkey,
+        "--dir",
+        &state,
+        "--ca-cert",
+        &ca,
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("plain http://"), "{}", text(&out));
 }

@@ -20,12 +20,15 @@ use std::time::{Duration, Instant};
 use super::journal::{self, Next, Position};
 use super::{Alert, AlertId, AlertSink};
 use crate::fsio::write_atomically;
+use crate::http::{self, ClientConfig, HttpError, Transport};
 
 /// Where and how to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
-    /// `http://host:port/path` of the lane controller.
+    /// `http://host:port/path` or `https://…` of the lane controller.
     pub url: String,
+    /// PEM file of the private CA to trust instead of the bundled roots (https:// only).
+    pub ca_cert: Option<PathBuf>,
     /// Limit for one request, connect included.
     pub timeout: Duration,
     pub retry_min: Duration,
@@ -42,6 +45,7 @@ impl WebhookConfig {
     pub fn new(url: impl Into<String>) -> Self {
         WebhookConfig {
             url: url.into(),
+            ca_cert: None,
             timeout: Duration::from_secs(5),
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
@@ -75,8 +79,8 @@ pub enum WebhookError {
         #[source]
         source: io::Error,
     },
-    #[error("webhook URL {0:?} must start with http://")]
-    BadUrl(String),
+    #[error("webhook: {0}")]
+    Client(#[from] HttpError),
 }
 
 /// Counters since start.
@@ -106,6 +110,7 @@ pub struct Delivery {
     cursor: Position,
     cursor_dirty: bool,
     agent: ureq::Agent,
+    transport: Transport,
     direct: VecDeque<Alert>,
     sent_directly: VecDeque<AlertId>,
     stats: DeliveryStats,
@@ -121,9 +126,11 @@ impl Delivery {
         journal_dir: &Path,
         cursor_path: &Path,
     ) -> Result<(Self, Option<String>), WebhookError> {
-        if !config.url.starts_with("http://") {
-            return Err(WebhookError::BadUrl(config.url));
-        }
+        let (agent, transport) = http::agent(&ClientConfig {
+            url: &config.url,
+            timeout: config.timeout,
+            ca_cert: config.ca_cert.as_deref(),
+        })?;
         if let Some(parent) = cursor_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|source| WebhookError::Cursor {
                 path: cursor_path.to_path_buf(),
@@ -149,11 +156,6 @@ impl Delivery {
                 });
             }
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
         Ok((
             Delivery {
                 config,
@@ -162,12 +164,18 @@ impl Delivery {
                 cursor,
                 cursor_dirty: false,
                 agent,
+                transport,
                 direct: VecDeque::new(),
                 sent_directly: VecDeque::new(),
                 stats: DeliveryStats::default(),
             },
             warning,
         ))
+    }
+
+    /// Whether the controller is authenticated (https) or not (plain http).
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     pub fn cursor(&self) -> Position {
@@ -291,7 +299,7 @@ impl Delivery {
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", alert.id.0.as_str())
             .send(&body[..])
-            .map_err(|e| Verdict::Retry(e.to_string()))?;
+            .map_err(|e| Verdict::Retry(http::describe(&e)))?;
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(()),
@@ -344,6 +352,12 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub fn spawn(mut delivery: Delivery) -> Self {
+        if delivery.transport() == Transport::Plain {
+            eprintln!(
+                "lanewatch: webhook {} is plain http://: alerts travel unauthenticated and unencrypted",
+                delivery.config.url
+            );
+        }
         let (tx, rx) = mpsc::sync_channel::<Msg>(64);
         let stats = Arc::new(Mutex::new(delivery.stats()));
         let shared = Arc::clone(&stats);

@@ -6,15 +6,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::http::Transport;
 use crate::watchlist::sync::{SyncConfig, SyncOutcome, Syncer};
 use crate::watchlist::verify::{EmbedderId, Verifier};
 use crate::watchlist::{Store, TrustedKeys};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// http:// URL of the signed watchlist file.
+    /// http:// or https:// URL of the signed watchlist file.
     #[arg(long)]
     pub url: String,
+    /// PEM file of the private CA that signed the server's certificate (https:// only); trusted
+    /// instead of the bundled public roots.
+    #[arg(long, value_name = "FILE.pem")]
+    pub ca_cert: Option<PathBuf>,
     #[arg(long = "pubkey", required = true)]
     pub pubkeys: Vec<PathBuf>,
     /// The box's state directory.
@@ -76,7 +81,18 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         .context("reading the box's embedder (--model)")?;
     let store = Store::open(&args.dir)?;
     let verifier = Verifier::new(keys).with_embedder(embedder);
-    let syncer = Syncer::new(SyncConfig::new(args.url), store, verifier)?;
+    let url = args.url.clone();
+    let config = SyncConfig {
+        ca_cert: args.ca_cert,
+        ..SyncConfig::new(args.url)
+    };
+    let syncer = Syncer::new(config, store, verifier)?;
+    if syncer.transport() == Transport::Plain {
+        eprintln!(
+            "lanewatch sync: {} is plain http://: the transport is unauthenticated (the watchlist's signature is still checked)",
+            url
+        );
+    }
     let mut sleep = std::thread::sleep;
     let Some(every) = args.every else {
         report(&syncer.sync(&mut sleep)?);

@@ -106,6 +106,19 @@ pub struct Detector {
     onet: Stage,
 }
 
+/// One network run inside [`Detector::detect`], as recorded by [`Detector::trace`]: what the
+/// network was given and what it answered (for parity checks against another runtime).
+#[derive(Clone, Debug)]
+pub struct NetRun {
+    pub role: Role,
+    /// NCHW input shape.
+    pub shape: [usize; 4],
+    /// The input exactly as fed to the network (RGB planes, 0..=255: the graph normalises).
+    pub input: Vec<f32>,
+    /// Every output, flattened in its NCHW / NC order.
+    pub outputs: Vec<Vec<f32>>,
+}
+
 /// A candidate box with its score and regression offsets.
 #[derive(Clone, Copy, Debug)]
 struct Cand {
@@ -185,6 +198,22 @@ impl Detector {
 
     /// All faces in `image`, highest score first.
     pub fn detect(&self, image: &image::RgbImage) -> Result<Vec<Face>, DetectError> {
+        self.detect_traced(image, &mut None)
+    }
+
+    /// [`Detector::detect`], also returning every network run in order (P-Net levels largest
+    /// first, then each R-Net and O-Net crop).
+    pub fn trace(&self, image: &image::RgbImage) -> Result<(Vec<Face>, Vec<NetRun>), DetectError> {
+        let mut runs = Vec::new();
+        let faces = self.detect_traced(image, &mut Some(&mut runs))?;
+        Ok((faces, runs))
+    }
+
+    fn detect_traced(
+        &self,
+        image: &image::RgbImage,
+        trace: &mut Option<&mut Vec<NetRun>>,
+    ) -> Result<Vec<Face>, DetectError> {
         let (w, h) = image.dimensions();
         if (w, h) != (self.frame_w, self.frame_h) {
             return Err(DetectError::FrameSize {
@@ -195,18 +224,36 @@ impl Detector {
             });
         }
         let img = Planes::from_rgb(image);
-        let cands = self.stage1(&img)?;
-        let cands = self.stage2(&img, cands)?;
-        self.stage3(&img, cands)
+        let cands = self.stage1(&img, trace)?;
+        let cands = self.stage2(&img, cands, trace)?;
+        self.stage3(&img, cands, trace)
     }
 
-    fn stage1(&self, img: &Planes) -> Result<Vec<Cand>, DetectError> {
+    fn stage1(
+        &self,
+        img: &Planes,
+        trace: &mut Option<&mut Vec<NetRun>>,
+    ) -> Result<Vec<Cand>, DetectError> {
         let th = self.config.thresholds[0];
         let mut all = Vec::new();
         for level in &self.levels {
             let input = img.resample(0, 0, img.h, img.w, level.h, level.w);
-            let out = run(&level.plan, input, [1, 3, level.h, level.w])?;
+            let shape = [1, 3, level.h, level.w];
+            // Only a trace pays for the copy.
+            let kept = trace.is_some().then(|| input.clone());
+            let out = run(&level.plan, input, shape)?;
             let (probs, reg) = (view(&level.plan, &out[0])?, view(&level.plan, &out[1])?);
+            if let (Some(runs), Some(input)) = (trace.as_deref_mut(), kept) {
+                runs.push(NetRun {
+                    role: Role::MtcnnPnet,
+                    shape,
+                    input,
+                    outputs: vec![
+                        probs.iter().copied().collect(),
+                        reg.iter().copied().collect(),
+                    ],
+                });
+            }
             let (oh, ow) = (probs.shape()[2], probs.shape()[3]);
             let mut found = Vec::new();
             for y in 0..oh {
@@ -246,9 +293,17 @@ impl Detector {
             .collect())
     }
 
-    fn stage2(&self, img: &Planes, cands: Vec<Cand>) -> Result<Vec<Cand>, DetectError> {
+    fn stage2(
+        &self,
+        img: &Planes,
+        cands: Vec<Cand>,
+        trace: &mut Option<&mut Vec<NetRun>>,
+    ) -> Result<Vec<Cand>, DetectError> {
         let (cands, crops) = crops(img, cands, self.rnet.side);
         let outs = self.rnet.run(&crops)?;
+        if let Some(runs) = trace.as_deref_mut() {
+            self.rnet.record(Role::MtcnnRnet, &crops, &outs, runs);
+        }
         let th = self.config.thresholds[1];
         let passed: Vec<Cand> = cands
             .iter()
@@ -269,9 +324,17 @@ impl Detector {
             .collect())
     }
 
-    fn stage3(&self, img: &Planes, cands: Vec<Cand>) -> Result<Vec<Face>, DetectError> {
+    fn stage3(
+        &self,
+        img: &Planes,
+        cands: Vec<Cand>,
+        trace: &mut Option<&mut Vec<NetRun>>,
+    ) -> Result<Vec<Face>, DetectError> {
         let (cands, crops) = crops(img, cands, self.onet.side);
         let outs = self.onet.run(&crops)?;
+        if let Some(runs) = trace.as_deref_mut() {
+            self.onet.record(Role::MtcnnOnet, &crops, &outs, runs);
+        }
         let th = self.config.thresholds[2];
         let mut faces = Vec::new();
         for (c, o) in cands.iter().zip(&outs) {
@@ -395,6 +458,18 @@ impl Stage {
             side,
             outputs,
         })
+    }
+
+    fn record(&self, role: Role, crops: &[f32], outs: &[Vec<Vec<f32>>], runs: &mut Vec<NetRun>) {
+        let per = 3 * self.side * self.side;
+        for (crop, outputs) in crops.chunks_exact(per).zip(outs) {
+            runs.push(NetRun {
+                role,
+                shape: [1, 3, self.side, self.side],
+                input: crop.to_vec(),
+                outputs: outputs.clone(),
+            });
+        }
     }
 
     /// Runs every crop (3 x side x side, concatenated); returns per crop its outputs.

@@ -3,8 +3,12 @@
 //! One GET with `If-None-Match` (304 = nothing to do), the body read with a size cap, verified in
 //! memory, then installed atomically by the store. Transport failures and 5xx/408/429 answers are
 //! retried with exponential back-off; a file that fails verification is not (fetching it again
-//! would not make it valid).
+//! would not make it valid), nor is a refused TLS certificate.
+//!
+//! `https://` is verified against the bundled roots or a private CA (see [`crate::http`]); plain
+//! `http://` still works because the signature, not the transport, makes the file trustworthy.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -12,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::format::MAX_FILE_LEN;
 use super::store::{Installed, Store, StoreError};
 use super::verify::{Verifier, unix_now};
+use crate::http::{self, ClientConfig, HttpError, Transport};
 
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -22,6 +27,8 @@ pub struct SyncConfig {
     pub retries: u32,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// PEM file of the private CA to trust instead of the bundled roots (https:// only).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl SyncConfig {
@@ -32,6 +39,7 @@ impl SyncConfig {
             retries: 4,
             first_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
+            ca_cert: None,
         }
     }
 }
@@ -52,12 +60,12 @@ pub enum SyncOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error(
-        "{url}: only http:// URLs are supported by this build (the file's signature, not the transport, makes it trustworthy)"
-    )]
-    UnsupportedUrl { url: String },
+    #[error(transparent)]
+    Client(#[from] HttpError),
     #[error("fetching {url} failed: {why}")]
     Transport { url: String, why: String },
+    #[error("fetching {url} failed: {why}")]
+    Certificate { url: String, why: String },
     #[error("fetching {url}: the server answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error(transparent)]
@@ -70,13 +78,14 @@ impl SyncError {
         match self {
             SyncError::Transport { .. } => true,
             SyncError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            SyncError::UnsupportedUrl { .. } | SyncError::Store(_) => false,
+            SyncError::Client(_) | SyncError::Certificate { .. } | SyncError::Store(_) => false,
         }
     }
 }
 
 pub struct Syncer {
     agent: ureq::Agent,
+    transport: Transport,
     config: SyncConfig,
     store: Store,
     verifier: Verifier,
@@ -84,21 +93,23 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn new(config: SyncConfig, store: Store, verifier: Verifier) -> Result<Syncer, SyncError> {
-        if !config.url.starts_with("http://") {
-            return Err(SyncError::UnsupportedUrl { url: config.url });
-        }
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            // Status codes are ours to interpret (304 is not an error here).
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let (agent, transport) = http::agent(&ClientConfig {
+            url: &config.url,
+            timeout: config.timeout,
+            ca_cert: config.ca_cert.as_deref(),
+        })?;
         Ok(Syncer {
             agent,
+            transport,
             config,
             store,
             verifier,
         })
+    }
+
+    /// Whether the server is authenticated (https) or not (plain http).
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     pub fn store(&self) -> &Store {
@@ -108,9 +119,14 @@ impl Syncer {
     /// One GET, verify and install.
     pub fn fetch_once(&self, now: u64) -> Result<SyncOutcome, SyncError> {
         let url = &self.config.url;
-        let transport = |e: ureq::Error| SyncError::Transport {
-            url: url.clone(),
-            why: e.to_string(),
+        let transport = |e: ureq::Error| {
+            let why = http::describe(&e);
+            let url = url.clone();
+            if http::is_certificate_error(&e) {
+                SyncError::Certificate { url, why }
+            } else {
+                SyncError::Transport { url, why }
+            }
         };
         let mut request = self.agent.get(url);
         if let Some(etag) = self.store.etag()? {
