@@ -112,12 +112,12 @@ pub fn dispatcher_from_config(config: &AlertsConfig) -> anyhow::Result<Dispatche
     }
     if let Some(url) = &config.webhook_url {
         let cursor = config.journal_dir.join("webhook.cursor");
-        let (delivery, warning) = Delivery::open(
-            WebhookConfig::new(url.clone()),
-            &config.journal_dir,
-            &cursor,
-        )
-        .with_context(|| format!("alerts.webhook_url {url}"))?;
+        let webhook = WebhookConfig {
+            ca_cert: config.webhook_ca_cert.clone(),
+            ..WebhookConfig::new(url.clone())
+        };
+        let (delivery, warning) = Delivery::open(webhook, &config.journal_dir, &cursor)
+            .with_context(|| format!("alerts.webhook_url {url}"))?;
         if let Some(w) = warning {
             eprintln!("lanewatch: {w}");
         }
