@@ -239,7 +239,7 @@ fn print_report(r: &BenchReport) {
     println!("  stage     median ms    p95 ms   samples   (align, embed, match: per face)");
     for (name, s) in &r.stages_ms {
         println!(
-            "  {name:<8} {:>10.2} {:>9.2} {:>9}",
+            "  {name:<8} {:>10.3} {:>9.3} {:>9}",
             s.median_ms, s.p95_ms, s.samples
         );
     }
