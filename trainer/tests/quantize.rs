@@ -1,0 +1,249 @@
+//! `trainer quantize`: the committed int8 model is reproducible from the committed calibration
+//! table without images, stays within the cosine gate on real face chips (LFW calibration images in
+//! `../shared/data/lfw/calib`, people in no evaluation pair), the gate refuses a broken table, and
+//! bad model or table files give clear errors, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use lanewatch::vision::model::Fingerprint;
+use trainer::quantize::{self, Args, calibrate, gate, table::CalibrationTable};
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+const TABLE: &str = "calib/dlib_resnet_v1.json";
+const FP32: &str = "models/dlib_resnet_v1.onnx";
+const INT8: &str = "models/dlib_resnet_v1_int8.onnx";
+const QDQ: &str = "models/dlib_resnet_v1_qdq.onnx";
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("lanewatch-quantize-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn args(model: &Path, out: &Path) -> Args {
+    Args {
+        model: model.to_path_buf(),
+        calib_images: None,
+        table: None,
+        table_out: None,
+        method: "percentile:99.99".into(),
+        out: out.to_path_buf(),
+        qdq_out: None,
+        models_dir: root().join("models"),
+        lfw_images: None,
+        lfw_pairs: None,
+        threads: 1,
+    }
+}
+
+/// A folder with the first `n` calibration images (sorted by name), linked not copied.
+fn calib_subset(s: &Scratch, n: usize) -> PathBuf {
+    let src = root().join("../shared/data/lfw/calib");
+    let files = calibrate::list_images(&src)
+        .unwrap_or_else(|e| panic!("{e:#} (CI keeps shared/ beside the clone)"));
+    let dir = s.path("calib-images");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in files.iter().take(n) {
+        std::os::unix::fs::symlink(f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn sha(path: &Path) -> String {
+    Fingerprint::of(&std::fs::read(path).unwrap()).to_hex()
+}
+
+#[test]
+fn the_committed_table_rebuilds_the_committed_models_byte_for_byte() {
+    let s = Scratch::new("repro");
+    let mut a = args(&root().join(FP32), &s.path("int8.onnx"));
+    a.table = Some(root().join(TABLE));
+    a.qdq_out = Some(s.path("qdq.onnx"));
+    let summary = quantize::run(&a).unwrap();
+    assert!(summary.int8_drift.is_none(), "no images, no cosine gate");
+    assert_eq!(sha(&s.path("int8.onnx")), sha(&root().join(INT8)));
+    assert_eq!(sha(&s.path("qdq.onnx")), sha(&root().join(QDQ)));
+    // The table is only read: nothing new is written beside the outputs.
+    assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 2);
+}
+
+#[test]
+fn int8_embeddings_stay_within_the_gate_on_real_face_chips() {
+    let s = Scratch::new("cosine");
+    let dir = calib_subset(&s, 40);
+    let chips = calibrate::face_chips(&dir, &root().join("models")).unwrap();
+    assert!(chips.chips.len() >= 38, "{} faces", chips.chips.len());
+    let fp32 = std::fs::read(root().join(FP32)).unwrap();
+    let int8 = std::fs::read(root().join(INT8)).unwrap();
+    let (a, _) = gate::embed_chips(Path::new(FP32), &fp32, &chips.chips).unwrap();
+    let (b, _) = gate::embed_chips(Path::new(INT8), &int8, &chips.chips).unwrap();
+    let d = gate::drift(&a, &b);
+    println!(
+        "int8 vs fp32 on {} chips: mean cosine {:.5}, min {:.5}",
+        d.faces, d.mean_cosine, d.min_cosine
+    );
+    assert!(d.mean_cosine >= 0.99, "{d:?}");
+    assert!(d.min_cosine >= 0.97, "{d:?}");
+}
+
+#[test]
+fn the_gate_fails_on_a_table_with_ranges_scaled_1000x() {
+    let s = Scratch::new("broken");
+    let mut t = CalibrationTable::read(&root().join(TABLE)).unwrap();
+    for r in t.tensors.values_mut() {
+        r.min *= 1000.0;
+        r.max *= 1000.0;
+        r.observed_min *= 1000.0;
+        r.observed_max *= 1000.0;
+        r.scale *= 1000.0;
+    }
+    let table = s.file("broken.json", t.to_json().as_bytes());
+    let mut a = args(&root().join(FP32), &s.path("int8.onnx"));
+    a.table = Some(table);
+    a.calib_images = Some(calib_subset(&s, 8));
+    let e = format!("{:#}", quantize::run(&a).unwrap_err());
+    assert!(
+        e.contains("quantisation gate failed") && e.contains("mean cosine"),
+        "{e}"
+    );
+    assert!(
+        !s.path("int8.onnx").exists(),
+        "a failed gate writes no model"
+    );
+}
+
+fn run_err(a: &Args) -> String {
+    match quantize::run(a) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn bad_models_and_tables_are_refused_with_clear_errors() {
+    let s = Scratch::new("malformed");
+    let out = s.path("int8.onnx");
+    let table = root().join(TABLE);
+    let with_table = |model: &Path, table: &Path| {
+        let mut a = args(model, &out);
+        a.table = Some(table.to_path_buf());
+        a
+    };
+    // Neither images nor a table.
+    let e = run_err(&args(&root().join(FP32), &out));
+    assert!(e.contains("--calib-images") && e.contains("--table"), "{e}");
+
+    // Model files.
+    let missing = s.path("missing.onnx");
+    let e = run_err(&with_table(&missing, &table));
+    assert!(e.contains("missing.onnx"), "{e}");
+    let garbage = s.file("garbage.onnx", b"this is not a model at all");
+    let e = run_err(&with_table(&garbage, &table));
+    assert!(
+        e.contains("garbage.onnx") && e.contains("not a valid ONNX"),
+        "{e}"
+    );
+    let fp32 = std::fs::read(root().join(FP32)).unwrap();
+    let truncated = s.file("truncated.onnx", &fp32[..fp32.len() / 3]);
+    let e = run_err(&with_table(&truncated, &table));
+    assert!(e.contains("truncated.onnx"), "{e}");
+    let e = run_err(&with_table(&root().join(INT8), &table));
+    assert!(e.contains("already quantised"), "{e}");
+    let e = run_err(&with_table(&root().join("models/mtcnn_onet.onnx"), &table));
+    assert!(e.contains("embedder"), "{e}");
+
+    // Table files.
+    let fp32_path = root().join(FP32);
+    for (name, text, want) in [
+        (
+            "empty.json",
+            String::new(),
+            "not a lanewatch calibration table",
+        ),
+        (
+            "garbage.json",
+            "{\"tensors\": 3".into(),
+            "not a lanewatch calibration table",
+        ),
+        (
+            "array.json",
+            "[1, 2, 3]".into(),
+            "not a lanewatch calibration table",
+        ),
+    ] {
+        let p = s.file(name, text.as_bytes());
+        let e = run_err(&with_table(&fp32_path, &p));
+        assert!(e.contains(name) && e.contains(want), "{e}");
+    }
+    let good = CalibrationTable::read(&table).unwrap();
+    let edit = |name: &str, f: &dyn Fn(&mut CalibrationTable)| {
+        let mut t = good.clone();
+        f(&mut t);
+        s.file(name, t.to_json().as_bytes())
+    };
+    let first = good.tensors.keys().next().unwrap().clone();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            edit("other-model.json", &|t| t.model.sha256 = "ab".repeat(32)),
+            "was made for the model with sha256",
+        ),
+        (
+            edit("negative-scale.json", &|t| {
+                t.tensors.get_mut(&first).unwrap().scale = -1.0
+            }),
+            "must be positive",
+        ),
+        (
+            edit("inconsistent.json", &|t| {
+                t.tensors.get_mut(&first).unwrap().scale *= 2.0
+            }),
+            "do not match its range",
+        ),
+        (
+            edit("no-tensor.json", &|t| {
+                t.tensors.remove(&first);
+            }),
+            "has no range for tensor",
+        ),
+        (
+            edit("method.json", &|t| t.method = "magic".into()),
+            "unknown calibration method",
+        ),
+        (edit("format.json", &|t| t.format = "v0".into()), "format"),
+    ];
+    for (p, want) in cases {
+        let e = run_err(&with_table(&fp32_path, &p));
+        assert!(e.contains(want), "{}: {e}", p.display());
+    }
+    // A non-finite number cannot even be written as JSON by serde; written by hand it is refused.
+    let text = good
+        .to_json()
+        .replacen("\"scale\": ", "\"scale\": 1e999, \"x\": ", 1);
+    let p = s.file("nan.json", text.as_bytes());
+    let e = run_err(&with_table(&fp32_path, &p));
+    assert!(e.contains("nan.json"), "{e}");
+    assert!(!out.exists());
+}
