@@ -49,7 +49,7 @@ fn args(model: &Path, out: &Path) -> Args {
         calib_images: None,
         table: None,
         table_out: None,
-        method: "percentile:99.99".into(),
+        method: "minmax".into(),
         out: out.to_path_buf(),
         qdq_out: None,
         models_dir: root().join("models"),

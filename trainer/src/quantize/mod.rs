@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub table_out: Option<PathBuf>,
     /// Activation range method: minmax, percentile:P (e.g. percentile:99.99) or entropy.
-    #[arg(long, default_value = "percentile:99.99")]
+    #[arg(long, default_value = "minmax")]
     pub method: String,
     /// The int8 model for tract (QLinearConv).
     #[arg(long, value_name = "M-int8.onnx")]
