@@ -137,7 +137,11 @@ fn the_gate_fails_on_a_table_with_ranges_scaled_1000x() {
 
 fn run_err(a: &Args) -> String {
     match quantize::run(a) {
-        Ok(_) => panic!("accepted"),
+        Ok(_) => panic!(
+            "{} with table {:?} was accepted",
+            a.model.display(),
+            a.table
+        ),
         Err(e) => format!("{e:#}"),
     }
 }
@@ -223,8 +227,9 @@ fn bad_models_and_tables_are_refused_with_clear_errors() {
             "do not match its range",
         ),
         (
+            // The input normalisation's output: the first convolution's input.
             edit("no-tensor.json", &|t| {
-                t.tensors.remove(&first);
+                t.tensors.retain(|k, _| !k.starts_with("mul"));
             }),
             "has no range for tensor",
         ),
