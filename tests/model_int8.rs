@@ -78,3 +78,44 @@ fn int8_and_qdq_embedders_agree_with_fp32_on_real_faces() {
         }
     }
 }
+
+/// fp32 vs int8 (QLinearConv) vs QDQ time per face, interleaved so that all three see the same
+/// machine load. A measurement, not a check: run it in release on the machine in question,
+/// `cargo test --release -p lanewatch --test model_int8 -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing measurement; run in release with --ignored"]
+fn time_per_face_fp32_int8_qdq() {
+    let chip = chips().remove(0);
+    let models = root().join("models");
+    let names = [
+        "dlib_resnet_v1.onnx",
+        "dlib_resnet_v1_int8.onnx",
+        "dlib_resnet_v1_qdq.onnx",
+    ];
+    let mut embedders: Vec<Embedder> = names
+        .iter()
+        .map(|n| Embedder::load(&models.join(n)).unwrap())
+        .collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for round in 0..43 {
+        for (e, t) in embedders.iter_mut().zip(&mut times) {
+            let start = std::time::Instant::now();
+            e.embed_packed(&chip.data, chip.width, chip.height).unwrap();
+            // The first rounds warm caches and tract's lazily built kernels.
+            if round >= 3 {
+                t.push(1000.0 * start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    for (n, m) in names.iter().zip(&medians) {
+        println!(
+            "{n:<28} median {m:6.1} ms per face, {:.2}x fp32's time",
+            m / medians[0]
+        );
+    }
+}

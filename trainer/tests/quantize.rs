@@ -3,7 +3,11 @@
 //! `../shared/data/lfw/calib`, people in no evaluation pair), the gate refuses a broken table, and
 //! bad model or table files give clear errors, never a panic.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb;
 
 use lanewatch::vision::model::Fingerprint;
 use trainer::quantize::{self, Args, calibrate, gate, table::CalibrationTable};
@@ -88,6 +92,32 @@ fn the_committed_table_rebuilds_the_committed_models_byte_for_byte() {
     assert_eq!(sha(&s.path("qdq.onnx")), sha(&root().join(QDQ)));
     // The table is only read: nothing new is written beside the outputs.
     assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 2);
+
+    // What the graphs hold: every convolution integer in the int8 one, none left in float.
+    let ops = |path: &Path| {
+        let m = pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+        let mut n: BTreeMap<String, usize> = BTreeMap::new();
+        for node in &m.graph.unwrap().node {
+            *n.entry(node.op_type.clone()).or_default() += 1;
+        }
+        let meta: BTreeMap<String, String> =
+            m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect();
+        (n, meta)
+    };
+    let (int8, meta) = ops(&root().join(INT8));
+    let (qdq, _) = ops(&root().join(QDQ));
+    println!("int8 ops: {int8:?}\nQDQ ops: {qdq:?}");
+    assert_eq!(int8.get("QLinearConv"), Some(&29));
+    assert_eq!(int8.get("Conv"), None);
+    assert_eq!(qdq.get("Conv"), Some(&29));
+    assert_eq!(meta["lanewatch.precision"], "int8");
+    assert_eq!(meta["lanewatch.role"], "embedder");
+    assert_eq!(meta["lanewatch.quantization.method"], "minmax");
+    assert_eq!(
+        meta["lanewatch.quantization.table_sha256"],
+        CalibrationTable::read(&root().join(TABLE)).unwrap().sha256()
+    );
+    assert_eq!(meta["lanewatch.quantization.fp32_sha256"], sha(&root().join(FP32)));
 }
 
 #[test]
