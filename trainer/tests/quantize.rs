@@ -100,8 +100,11 @@ fn the_committed_table_rebuilds_the_committed_models_byte_for_byte() {
         for node in &m.graph.unwrap().node {
             *n.entry(node.op_type.clone()).or_default() += 1;
         }
-        let meta: BTreeMap<String, String> =
-            m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect();
+        let meta: BTreeMap<String, String> = m
+            .metadata_props
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
         (n, meta)
     };
     let (int8, meta) = ops(&root().join(INT8));
@@ -115,9 +118,14 @@ fn the_committed_table_rebuilds_the_committed_models_byte_for_byte() {
     assert_eq!(meta["lanewatch.quantization.method"], "minmax");
     assert_eq!(
         meta["lanewatch.quantization.table_sha256"],
-        CalibrationTable::read(&root().join(TABLE)).unwrap().sha256()
+        CalibrationTable::read(&root().join(TABLE))
+            .unwrap()
+            .sha256()
     );
-    assert_eq!(meta["lanewatch.quantization.fp32_sha256"], sha(&root().join(FP32)));
+    assert_eq!(
+        meta["lanewatch.quantization.fp32_sha256"],
+        sha(&root().join(FP32))
+    );
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub fn tensor_f32(t: &pb::TensorProto) -> anyhow::Result<Vec<f32>> {
     let n: i64 = t.dims.iter().product();
     let v: Vec<f32> = if !t.raw_data.is_empty() {
         ensure!(
-            t.raw_data.len() % 4 == 0,
+            t.raw_data.len().is_multiple_of(4),
             "initializer `{}`: raw data is not a whole number of floats",
             t.name
         );
