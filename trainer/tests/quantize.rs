@@ -290,3 +290,134 @@ fn bad_models_and_tables_are_refused_with_clear_errors() {
     assert!(e.contains("nan.json"), "{e}");
     assert!(!out.exists());
 }
+
+#[test]
+fn the_lfw_gate_runs_when_a_pairs_file_is_given() {
+    // The first 10 matched and 10 mismatched pairs of fold 1: the gate's plumbing, not a figure.
+    let s = Scratch::new("lfw");
+    let lfw = root().join("../shared/data/lfw");
+    let text = std::fs::read_to_string(lfw.join("pairs-fold1.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    let small = format!(
+        "1\t10\n{}\n{}\n",
+        lines[..10].join("\n"),
+        lines[300..310].join("\n")
+    );
+    let mut a = args(&root().join(FP32), &s.path("int8.onnx"));
+    a.table = Some(root().join(TABLE));
+    a.lfw_images = Some(lfw.join("images"));
+    a.lfw_pairs = Some(s.file("pairs.txt", small.as_bytes()));
+    a.threads = 2;
+    let summary = quantize::run(&a).unwrap();
+    let (fp32, int8) = summary.lfw.expect("the LFW gate ran");
+    println!("20 pairs: fp32 {fp32:.3}, int8 {int8:.3}");
+    assert!(fp32 - int8 <= 0.005);
+    assert_eq!(sha(&s.path("int8.onnx")), sha(&root().join(INT8)));
+    assert!(
+        !s.path("int8.onnx.gate-tmp").exists(),
+        "the temporary model is removed"
+    );
+}
+
+/// Runs a one-input ONNX graph in tract on `x` (`[1, 3, 5, 5]`).
+fn run_tract(m: &pb::ModelProto, x: &[f32]) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let plan = tract_onnx::onnx()
+        .model_for_proto_model(m)
+        .unwrap()
+        .with_input_fact(0, f32::fact([1, 3, 5, 5]).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = tract_ndarray::Array4::from_shape_vec((1, 3, 5, 5), x.to_vec())
+        .unwrap()
+        .into_tensor();
+    let out = plan.run(tvec!(input.into())).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn batch_norm_and_affines_fold_into_the_convolutions_exactly() {
+    use lanewatch::vision::onnx_writer::{Attr, GraphBuilder};
+    use trainer::quantize::graph::fold_batch_norm;
+    let vals = |n: usize, seed: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * 0.37 + seed).sin()) * 0.8)
+            .collect()
+    };
+    let mut g = GraphBuilder::new("fold", "x", &[Some(1), Some(3), Some(5), Some(5)]);
+    let w1 = g.initializer_f32("w1", &[4, 3, 3, 3], &vals(108, 0.1));
+    let b1 = g.initializer_f32("b1", &[4], &vals(4, 0.2));
+    let c1 = g.node(
+        "Conv",
+        &["x", &w1, &b1],
+        &[
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+        ],
+    );
+    // dlib's affine_con, unfolded: a per-channel Mul then Add.
+    let gamma = g.initializer_f32("gamma", &[1, 4, 1, 1], &[1.5, -0.5, 0.25, 2.0]);
+    let beta = g.initializer_f32("beta", &[1, 4, 1, 1], &[0.1, 0.2, -0.3, 0.0]);
+    let m = g.node("Mul", &[&c1, &gamma], &[]);
+    let a = g.node("Add", &[&m, &beta], &[]);
+    let w2 = g.initializer_f32("w2", &[2, 4, 1, 1], &vals(8, 0.3));
+    let c2 = g.node(
+        "Conv",
+        &[&a, &w2],
+        &[("kernel_shape", Attr::Ints(vec![1, 1]))],
+    );
+    let scale = g.initializer_f32("bn_scale", &[2], &[0.9, 1.1]);
+    let bias = g.initializer_f32("bn_bias", &[2], &[0.05, -0.05]);
+    let mean = g.initializer_f32("bn_mean", &[2], &[0.2, -0.1]);
+    let var = g.initializer_f32("bn_var", &[2], &[0.5, 2.0]);
+    let bn = g.node(
+        "BatchNormalization",
+        &[&c2, &scale, &bias, &mean, &var],
+        &[("epsilon", Attr::Float(1e-3))],
+    );
+    let r = g.node("Relu", &[&bn], &[]);
+    g.output(&r, &[Some(1), Some(2), Some(5), Some(5)]);
+    let c = lanewatch::vision::contract::Contract {
+        role: lanewatch::vision::contract::Role::MtcnnPnet,
+        name: "fold".into(),
+        source: "test".into(),
+        licence: "Apache-2.0".into(),
+        precision: "fp32".into(),
+        input: lanewatch::vision::contract::InputSpec {
+            height: None,
+            width: None,
+            color: "RGB".into(),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        },
+        embedding: None,
+    };
+    let model = g.into_model(&c, "test");
+    let mut folded = model.clone();
+    assert_eq!(fold_batch_norm(folded.graph.as_mut().unwrap()).unwrap(), 2);
+    let ops: Vec<&str> = folded
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["Conv", "Conv", "Relu"]);
+    let x = vals(75, 0.7);
+    let (want, got) = (run_tract(&model, &x), run_tract(&folded, &x));
+    let err = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-5, "max abs error {err}");
+}
