@@ -9,7 +9,7 @@ use anyhow::Context;
 use image::RgbImage;
 
 use super::align::mtcnn::FITTED_BOX_MAPPING;
-use super::align::{Aligner, BoxMapping, MtcnnFace};
+use super::align::{Aligner, BoxMapping, MtcnnFace, RgbChip};
 use super::detect::{Detector, DetectorConfig, Face, main_face};
 use super::embed::Embedder;
 use super::image::ImageView;
@@ -224,6 +224,36 @@ impl FaceAnalyzer {
         )?;
         let obs = self.observe(&view, face, 0.0)?;
         Ok(obs.embedding.is_some().then_some(obs))
+    }
+}
+
+impl FaceAnalyzer {
+    /// The aligned chip of [`Self::main_face`], without embedding it: what the embedder is fed, for
+    /// calibrating and checking a quantised embedder on the box's own chips. `None` when no face is
+    /// found or it cannot be aligned.
+    pub fn main_face_chip(&mut self, image: &RgbImage) -> anyhow::Result<Option<RgbChip>> {
+        self.resize(image.width(), image.height())?;
+        let faces = self.detector.detect(image).context("detecting faces")?;
+        let Some(face) = main_face(&faces, image.width(), image.height()) else {
+            return Ok(None);
+        };
+        let mtcnn = MtcnnFace {
+            bbox: face.bbox,
+            points: face.landmarks.map(|p| Point::new(p[0], p[1])),
+        };
+        let Some(dlib_box) = self.mapping.apply(&mtcnn) else {
+            return Ok(None);
+        };
+        let view = ImageView::rgb(
+            image.as_raw(),
+            image.width() as usize,
+            image.height() as usize,
+        )?;
+        let aligned = self
+            .aligner
+            .align(&view, dlib_box)
+            .context("aligning a face")?;
+        Ok(Some(aligned.chip.clone()))
     }
 }
 

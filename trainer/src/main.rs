@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use trainer::{eval, import};
+use trainer::{eval, import, quantize};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,8 @@ enum Command {
     /// Evaluate an embedder through the box's own detect → align → embed code.
     #[command(subcommand)]
     Eval(eval::command::Protocol),
+    /// Post-training int8 quantisation of an embedder: calibration table, QLinearConv and QDQ models, acceptance gate.
+    Quantize(quantize::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +32,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Import(source) => import::execute(source),
         Command::Eval(protocol) => eval::command::execute(protocol),
+        Command::Quantize(args) => quantize::execute(args),
     };
     lanewatch::commands::exit_code(result)
 }
