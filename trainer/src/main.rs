@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use trainer::{eval, import};
+use trainer::{eval, export, import, train};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,10 @@ enum Command {
     /// Evaluate an embedder through the box's own detect → align → embed code.
     #[command(subcommand)]
     Eval(eval::command::Protocol),
+    /// Train an embedder with the triplet loss (FaceNet) on a folder-per-identity dataset.
+    Train(Box<train::TrainArgs>),
+    /// Write a run's checkpoint as an ONNX embedder with the model contract (checked against burn in tract).
+    Export(export::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +34,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Import(source) => import::execute(source),
         Command::Eval(protocol) => eval::command::execute(protocol),
+        Command::Train(args) => train::execute(*args),
+        Command::Export(args) => export::execute(args),
     };
     lanewatch::commands::exit_code(result)
 }
