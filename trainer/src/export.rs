@@ -141,11 +141,11 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<Exported> {
     let (bytes, max_abs_diff) = match &h.arch {
         ArchConfig::Mobilefacenet(_) => {
             let model = load_mobilefacenet(&ckpt, &device)?;
-            to_onnx(&model, &contract, spec.size, &device)?
+            to_onnx(model, &contract, spec.size, &device)?
         }
         ArchConfig::DlibResnet => {
             let model = load_dlib_resnet(&ckpt, &device)?;
-            to_onnx(&model, &contract, spec.size, &device)?
+            to_onnx(model, &contract, spec.size, &device)?
         }
     };
     lanewatch::fsio::write_atomically(&args.out, &bytes)
@@ -159,16 +159,27 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<Exported> {
 }
 
 /// The ONNX bytes of `model` with `contract`, and the largest burn-vs-tract difference measured on
-/// a few inputs (checked against [`PARITY_TOLERANCE`]).
+/// a few inputs (checked against [`PARITY_TOLERANCE`]). Takes the model by value: tracing moves its
+/// batch-norm statistics (shared between clones) to burn's capture device, so burn's reference
+/// outputs are computed first.
 pub fn to_onnx<M: EmbedNet>(
-    model: &M,
+    model: M,
     contract: &Contract,
     size: usize,
     device: &Device,
 ) -> anyhow::Result<(Vec<u8>, f32)> {
+    let mut rng = Rng::new(0x0E59);
+    let inputs: Vec<Vec<f32>> = (0..3)
+        .map(|_| (0..3 * size * size).map(|_| rng.range(-1.0, 1.0)).collect())
+        .collect();
+    let wants: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|input| burn_embed(&model, input, size, device))
+        .collect::<anyhow::Result<_>>()?;
+
     let sample = Tensor::<4>::zeros([1, 3, size, size], device);
     let onnx = OnnxExporter::new()
-        .export(model, sample, |m: &M, x: Tensor<4>| m.embed(x))
+        .export(&model, sample, |m: &M, x: Tensor<4>| m.embed(x))
         .map_err(|e| anyhow::anyhow!("burn-onnx could not export the network: {e}"))?;
     let mut proto = pb::ModelProto::decode(onnx.as_bytes())
         .context("burn-onnx wrote a file that is not an ONNX protobuf")?;
@@ -180,14 +191,25 @@ pub fn to_onnx<M: EmbedNet>(
         .collect();
     let bytes = proto.encode_to_vec();
 
-    // Parity: pseudo-random chips through both runtimes.
+    // Parity: the same inputs through tract, planned exactly as the box plans an embedder.
     let file = ModelFile::from_bytes(Path::new("<export>"), &bytes)?;
     let plan = file.plan_fixed(1)?;
-    let mut rng = Rng::new(0x0E59);
     let mut worst = 0.0f32;
-    for _ in 0..3 {
-        let input: Vec<f32> = (0..3 * size * size).map(|_| rng.range(-1.0, 1.0)).collect();
-        worst = worst.max(parity(model, &plan, &input, size, device)?);
+    for (input, want) in inputs.iter().zip(&wants) {
+        let t = TractTensor::from_shape(&[1, 3, size, size], input)?;
+        let out = plan.run(t)?;
+        let got = out[0].to_plain_array_view::<f32>()?;
+        anyhow::ensure!(
+            got.len() == want.len(),
+            "tract gave {} values, burn {}",
+            got.len(),
+            want.len()
+        );
+        worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(worst, f32::max);
     }
     anyhow::ensure!(
         worst <= PARITY_TOLERANCE,
@@ -196,33 +218,18 @@ pub fn to_onnx<M: EmbedNet>(
     Ok((bytes, worst))
 }
 
-/// Max |burn − tract| over the embedding of one normalised NCHW input.
-pub fn parity<M: EmbedNet>(
+/// burn's unit embedding of one normalised NCHW input.
+pub fn burn_embed<M: EmbedNet>(
     model: &M,
-    plan: &lanewatch::vision::model::Model,
     input: &[f32],
     size: usize,
     device: &Device,
-) -> anyhow::Result<f32> {
+) -> anyhow::Result<Vec<f32>> {
     let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [1, 3, size, size]), device);
-    let want: Vec<f32> = model
+    model
         .embed(x)
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let t = TractTensor::from_shape(&[1, 3, size, size], input)?;
-    let out = plan.run(t)?;
-    let got = out[0].to_plain_array_view::<f32>()?;
-    anyhow::ensure!(
-        got.len() == want.len(),
-        "tract gave {} values, burn {}",
-        got.len(),
-        want.len()
-    );
-    Ok(got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
 }

@@ -103,6 +103,7 @@ fn dlib_resnet_in_burn_matches_the_imported_model_and_fine_tunes() {
             steps: 2,
             p: 3,
             k: 2,
+            min_images: 2,
             margin: 0.2,
             mining: Mining::SemiHard,
             hard_share: 0.5,

@@ -34,6 +34,7 @@ fn settings() -> Settings {
         steps: 2,
         p: 2,
         k: 2,
+        min_images: 2,
         margin: 0.2,
         mining: Mining::SemiHard,
         hard_share: 0.5,
@@ -187,6 +188,7 @@ fn damaged_checkpoints_are_refused_naming_the_file() {
     assert!(e.contains(&name), "{e}");
 
     // Resume and export go through the same checks.
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     let e = err_text(run(&job(&root, &root, true)));
     assert!(e.contains(&name), "{e}");
     let e = err_text(export(&ExportArgs {

@@ -29,7 +29,7 @@ fn lfw() -> PathBuf {
 
 fn arch() -> MobileFaceNetConfig {
     MobileFaceNetConfig {
-        input: 64,
+        input: 32,
         width: 0.5,
         embedding: 64,
     }
@@ -40,7 +40,10 @@ fn settings(steps: u64) -> Settings {
         steps,
         p: 8,
         k: 4,
-        margin: 0.2,
+        min_images: 1,
+        // A wide margin keeps triplets active longer on this tiny set: 0.2 (FaceNet's) gave ~61%
+        // held-out accuracy in this budget, 1.0 gives ~66%.
+        margin: 1.0,
         mining: Mining::BatchAll,
         hard_share: 0.5,
         lr: 2e-3,
@@ -91,15 +94,28 @@ fn mean(v: &[f32]) -> f32 {
     v.iter().sum::<f32>() / v.len() as f32
 }
 
-fn weights(run_dir: &Path) -> Vec<u8> {
-    std::fs::read(run_dir.join("checkpoint.lwck")).unwrap()
+/// What a run's checkpoint computes: its header and its raw features of a fixed batch, bit for bit.
+/// (The checkpoint bytes themselves differ between processes: burn records parameter ids, which
+/// are drawn per process.)
+fn weights(run_dir: &Path) -> (String, Vec<u32>) {
+    let ckpt = Checkpoint::read(&run_dir.join("checkpoint.lwck")).unwrap();
+    let device = Device::flex();
+    let model = load_mobilefacenet(&ckpt, &device).unwrap();
+    let mut rng = Rng::new(11);
+    let input: Vec<f32> = (0..4 * 3 * 32 * 32).map(|_| rng.range(-1.0, 1.0)).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(input, [4, 3, 32, 32]), &device);
+    let out: Vec<f32> = model.features(x).into_data().try_to_vec::<f32>().unwrap();
+    (
+        serde_json::to_string(&ckpt.header).unwrap(),
+        out.iter().map(|v| v.to_bits()).collect(),
+    )
 }
 
 #[test]
 fn compact_network_learns_to_verify_held_out_people() {
     let t0 = Instant::now();
     let main = fresh("main");
-    let steps = 150;
+    let steps = 250;
     let out: Outcome = run(&job(&main, settings(steps), true, false)).unwrap();
     let took = t0.elapsed().as_secs_f64();
     let losses: Vec<f32> = out.history.iter().map(|s| s.loss).collect();
@@ -130,7 +146,7 @@ fn compact_network_learns_to_verify_held_out_people() {
         after.accuracy
     );
     assert!(
-        after.accuracy >= before.accuracy + 0.05,
+        after.accuracy >= before.accuracy + 0.07,
         "held-out accuracy {:.3} is not clearly above the untrained network's {:.3}",
         after.accuracy,
         before.accuracy
@@ -172,14 +188,14 @@ fn compact_network_learns_to_verify_held_out_people() {
     .unwrap();
     assert!(exported.max_abs_diff <= PARITY_TOLERANCE);
     let mut embedder = Embedder::load(&onnx).unwrap();
-    assert_eq!(embedder.chip_size(), (64, 64));
-    assert_eq!(embedder.spec().alignment, "dlib-5pt-64-0.25");
+    assert_eq!(embedder.chip_size(), (32, 32));
+    assert_eq!(embedder.spec().alignment, "dlib-5pt-32-0.25");
     assert_eq!(embedder.spec().threshold, after.threshold);
     let ckpt = Checkpoint::read(&main.join("checkpoint.lwck")).unwrap();
     let device = Device::flex();
     let model = load_mobilefacenet(&ckpt, &device).unwrap();
     let spec = lanewatch::vision::align::ChipSpec {
-        size: 64,
+        size: 32,
         padding: 0.25,
     };
     let some_images: Vec<PathBuf> = trainer::train::data::Dataset::scan(&lfw())
@@ -199,10 +215,10 @@ fn compact_network_learns_to_verify_held_out_people() {
     let mut worst = 0.0f32;
     let mut compared = 0;
     for chip in cached.chips.iter().flatten() {
-        let tract = embedder.embed_packed(chip, 64, 64).unwrap();
-        let mut input = vec![0.0; 3 * 64 * 64];
-        render(chip, 64, &Augment::NONE, &mut Rng::new(0), &mut input);
-        let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 64, 64]), &device);
+        let tract = embedder.embed_packed(chip, 32, 32).unwrap();
+        let mut input = vec![0.0; 3 * 32 * 32];
+        render(chip, 32, &Augment::NONE, &mut Rng::new(0), &mut input);
+        let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 32, 32]), &device);
         let burn: Vec<f32> = model.embed(x).into_data().try_to_vec::<f32>().unwrap();
         worst = tract
             .iter()

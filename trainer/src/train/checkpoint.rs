@@ -67,8 +67,10 @@ impl Checkpoint {
         optim: &ModuleOptimizer,
     ) -> anyhow::Result<()> {
         let header_json = serde_json::to_vec(header)?;
+        // `valid()` first: batch norm's running statistics are updated lazily and only a synced
+        // snapshot records their current values.
         let model_bytes = model
-            .clone()
+            .valid()
             .into_record()
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("cannot encode the model weights: {e:?}"))?;
@@ -168,5 +170,100 @@ impl Checkpoint {
             path: self.path.clone(),
             why,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::arch::{EmbedNet, MobileFaceNet, MobileFaceNetConfig};
+    use crate::train::command::Settings;
+    use crate::train::data::augment::Augment;
+    use crate::train::loss::Mining;
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::prelude::*;
+
+    fn probe<M: EmbedNet>(m: &M, device: &Device) -> Vec<f32> {
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..2 * 3 * 32 * 32)
+                    .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+                    .collect::<Vec<f32>>(),
+                [2, 3, 32, 32],
+            ),
+            device,
+        );
+        m.valid()
+            .features(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn weights_running_statistics_and_adam_state_survive_a_round_trip() {
+        let cfg = MobileFaceNetConfig {
+            input: 32,
+            width: 0.25,
+            embedding: 8,
+        };
+        let base = Device::flex();
+        let ad = base.clone().autodiff();
+        let mut model = MobileFaceNet::new(&cfg, &ad);
+        let mut optim = AdamConfig::new().init();
+        let x = || {
+            Tensor::<4>::from_data(
+                TensorData::new(
+                    (0..4 * 3 * 32 * 32)
+                        .map(|i| ((i % 29) as f32 - 14.0) / 14.0)
+                        .collect::<Vec<f32>>(),
+                    [4, 3, 32, 32],
+                ),
+                &ad,
+            )
+        };
+        let step = |model: MobileFaceNet, optim: &mut ModuleOptimizer| {
+            let loss = model.embed(x()).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            optim.step(1e-2, model, grads)
+        };
+        model = step(model, &mut optim);
+        let header = Header {
+            arch: ArchConfig::Mobilefacenet(cfg.clone()),
+            chip_size: 32,
+            chip_padding: 0.25,
+            step: 1,
+            settings: Settings {
+                steps: 2,
+                p: 2,
+                k: 2,
+                min_images: 2,
+                margin: 0.2,
+                mining: Mining::SemiHard,
+                hard_share: 0.0,
+                lr: 1e-2,
+                weight_decay: 0.0,
+                warmup: 0,
+                seed: 0,
+                augment: Augment::NONE,
+                validate_every: 1,
+                checkpoint_every: 1,
+            },
+            validation: None,
+        };
+        let path = std::env::temp_dir().join(format!("lw-ckpt-rt-{}.lwck", std::process::id()));
+        Checkpoint::write(&path, &header, &model, &optim).unwrap();
+        let ckpt = Checkpoint::read(&path).unwrap();
+        let loaded = ckpt.load_model(MobileFaceNet::new(&cfg, &ad)).unwrap();
+        assert_eq!(
+            probe(&model, &base),
+            probe(&loaded, &base),
+            "weights or running statistics lost"
+        );
+        let mut optim2 = ckpt.load_optimizer(AdamConfig::new().init()).unwrap();
+        let a = step(model, &mut optim);
+        let b = step(loaded, &mut optim2);
+        assert_eq!(probe(&a, &base), probe(&b, &base), "Adam state lost");
+        std::fs::remove_file(&path).unwrap();
     }
 }

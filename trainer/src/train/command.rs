@@ -53,6 +53,10 @@ pub struct TrainArgs {
     /// Optimizer steps in total (a resumed run continues up to this many).
     #[arg(long, default_value_t = 20_000)]
     pub steps: u64,
+    /// Identities with fewer usable images are left out; 1 also trains one-photo identities (their
+    /// positives are augmented views of the photo).
+    #[arg(long, default_value_t = 2)]
+    pub min_images: usize,
     /// Identities per batch.
     #[arg(long, default_value_t = 16)]
     pub p: usize,
@@ -125,6 +129,8 @@ pub struct Settings {
     pub steps: u64,
     pub p: usize,
     pub k: usize,
+    #[serde(default = "two")]
+    pub min_images: usize,
     pub margin: f32,
     pub mining: Mining,
     pub hard_share: f64,
@@ -135,6 +141,10 @@ pub struct Settings {
     pub augment: Augment,
     pub validate_every: u64,
     pub checkpoint_every: u64,
+}
+
+fn two() -> usize {
+    2
 }
 
 impl Settings {
@@ -171,6 +181,7 @@ impl TrainArgs {
             steps: self.steps,
             p: self.p,
             k: self.k,
+            min_images: self.min_images.max(1),
             margin: self.margin,
             mining: self.mining,
             hard_share: self.hard_share,

@@ -96,7 +96,7 @@ pub fn mine(mining: Mining, d: &[f32], labels: &[usize], hard: f64, rng: &mut Rn
     out
 }
 
-/// Per-step figures: the loss, the share of chosen triplets with a positive loss, and the mean
+/// Per-step figures: the mean triplet loss over the mined triplets, the share of chosen triplets with a positive loss, and the mean
 /// anchor-positive and anchor-negative (Euclidean) distances over all pairs of the batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepStats {
@@ -158,14 +158,17 @@ pub fn triplet_loss(
         Mining::BatchAll => active.max(1),
         _ => triplets.len(),
     } as f32;
-    let loss = per.sum() / denom;
-    stats.loss = loss
+    let total = per.sum();
+    let sum = total
         .clone()
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .expect("f32")[0];
-    (loss, stats)
+    // Reported: the mean over the mined triplets, comparable across steps and strategies (batch-all's
+    // objective divides the same sum by the shrinking number of active triplets instead).
+    stats.loss = sum / triplets.len() as f32;
+    (total / denom, stats)
 }
 
 fn batch_distances(d: &[f32], labels: &[usize]) -> StepStats {

@@ -161,18 +161,21 @@ pub fn run(job: &Job) -> anyhow::Result<Outcome> {
             (dataset, Some(PairsFile::read(pairs, images)?))
         }
     };
-    // Identities with one image cannot give a positive pair: not aligned, counted as skipped.
+    // Identities with fewer images than `min_images` are not aligned, only counted. With
+    // `min_images == 1` a one-photo identity still trains: its positives are differently augmented
+    // views of that photo, and it is a negative for everyone else.
+    let min_images = settings.min_images.max(1);
     let singles = train_set
         .identities
         .iter()
-        .filter(|i| i.images.len() < 2)
+        .filter(|i| i.images.len() < min_images)
         .count();
     let train_set = Dataset {
         root: train_set.root,
         identities: train_set
             .identities
             .into_iter()
-            .filter(|i| i.images.len() >= 2)
+            .filter(|i| i.images.len() >= min_images)
             .collect(),
     };
     let train_images = train_set.images();
@@ -213,7 +216,7 @@ pub fn run(job: &Job) -> anyhow::Result<Outcome> {
             v
         })
         .collect();
-    let mut pool = Pool::new(&images_of, |j| chips[j].is_some());
+    let mut pool = Pool::new(&images_of, min_images, |j| chips[j].is_some());
     pool.skipped_identities += singles;
     let sampler =
         Sampler::new(&pool, settings.p, settings.k, settings.seed).with_context(|| {
@@ -225,10 +228,11 @@ pub fn run(job: &Job) -> anyhow::Result<Outcome> {
         })?;
     if !job.quiet {
         eprintln!(
-            "trainer: training on {} identities ({} images); {} identities with fewer than 2 aligned images left out; batches of {}x{}",
+            "trainer: training on {} identities ({} images); {} identities with fewer than {} aligned images left out; batches of {}x{}",
             pool.identities.len(),
             pool.num_images(),
             pool.skipped_identities,
+            min_images,
             sampler.p,
             sampler.k
         );

@@ -1,8 +1,8 @@
 //! The P×K batch sampler: P identities, K images each (FaceNet used about 40 faces per identity per
 //! mini-batch; small datasets use what they have).
 //!
-//! Only images with a face and identities with at least two of them can give an anchor-positive
-//! pair; the rest are counted and left out. Identities with fewer than K images are drawn with
+//! Only images with a face are drawn; identities with fewer than `--min-images` of them (2 by
+//! default: an anchor-positive pair needs two photos) are counted and left out. Identities with fewer than K images are drawn with
 //! repetition (the augmentation makes the repeats differ). Each step's draw depends only on
 //! (seed, step), so a resumed run draws what the uninterrupted run would have.
 
@@ -17,13 +17,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// `images_of[i]` = chip indices of identity `i`; `usable(j)` = chip `j` has a face.
-    pub fn new(images_of: &[Vec<usize>], usable: impl Fn(usize) -> bool) -> Pool {
+    /// `images_of[i]` = chip indices of identity `i`; `usable(j)` = chip `j` has a face. Identities
+    /// with fewer than `min_images` usable images (at least 1) are left out and counted.
+    pub fn new(
+        images_of: &[Vec<usize>],
+        min_images: usize,
+        usable: impl Fn(usize) -> bool,
+    ) -> Pool {
         let mut identities = Vec::new();
         let mut skipped = 0;
         for imgs in images_of {
             let ok: Vec<usize> = imgs.iter().copied().filter(|&j| usable(j)).collect();
-            if ok.len() >= 2 {
+            if ok.len() >= min_images.max(1) {
                 identities.push(ok);
             } else {
                 skipped += 1;
@@ -67,7 +72,7 @@ impl Sampler {
         );
         anyhow::ensure!(
             pool.identities.len() >= 2,
-            "only {} identity has two or more images with a detected face: triplets need at least 2",
+            "only {} identity has enough images with a detected face: triplets need at least 2 identities",
             pool.identities.len()
         );
         Ok(Sampler {
@@ -119,7 +124,8 @@ mod tests {
             vec![6, 7, 8, 9],
             vec![10, 11],
         ];
-        let pool = Pool::new(&images_of, |j| j != 11);
+        assert_eq!(Pool::new(&images_of, 1, |_| true).identities.len(), 5);
+        let pool = Pool::new(&images_of, 2, |j| j != 11);
         assert_eq!(pool.identities.len(), 3);
         assert_eq!(pool.skipped_identities, 2);
         let s = Sampler::new(&pool, 3, 4, 5).unwrap();
