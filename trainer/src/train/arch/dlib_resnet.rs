@@ -243,8 +243,9 @@ impl DlibResnetNet {
                     AvgPoolOptions::new([size, size]).with_stride([stride, stride]),
                 ),
                 Op::GlobalAvgPool => {
-                    let [n, c, _, _] = x.dims();
-                    x.mean_dim(3).mean_dim(2).reshape([n, c, 1, 1])
+                    // A pool over the whole map (not `mean_dim`, which burn-onnx cannot export).
+                    let [_, _, h, w] = x.dims();
+                    avg_pool2d(x, AvgPoolOptions::new([h, w]))
                 }
                 Op::Tag(id) => {
                     tags.push((id, x.clone()));
