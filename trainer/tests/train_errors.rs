@@ -182,8 +182,7 @@ fn damaged_checkpoints_are_refused_naming_the_file() {
     let ckpt = Checkpoint::read(&path).unwrap();
     let e = ckpt
         .load_model(MobileFaceNet::new(&small(), &device))
-        .err()
-        .expect("garbage weights accepted")
+        .expect_err("garbage weights accepted")
         .to_string();
     assert!(e.contains(&name), "{e}");
 
