@@ -24,6 +24,37 @@ use crate::vision::landmarks::{
     LandmarkFileError, NUM_PARTS, Point, PredictScratch, Rect, ShapePredictor,
 };
 
+/// The face chip an embedder takes: dlib's 5-point geometry at `size` x `size` pixels with `padding`,
+/// named `dlib-5pt-{size}-{padding}` in the model contract (`lanewatch.alignment`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChipSpec {
+    pub size: usize,
+    pub padding: f64,
+}
+
+impl ChipSpec {
+    /// dlib's own chip for its ResNet embedder: 150x150, padding 0.25.
+    pub const DLIB: ChipSpec = ChipSpec {
+        size: CHIP_SIZE,
+        padding: CHIP_PADDING,
+    };
+
+    /// The contract name, e.g. `dlib-5pt-150-0.25`.
+    pub fn name(&self) -> String {
+        format!("dlib-5pt-{}-{}", self.size, self.padding)
+    }
+
+    /// Parses a contract name written by [`Self::name`]; `None` for any other alignment.
+    pub fn parse(name: &str) -> Option<ChipSpec> {
+        let rest = name.strip_prefix("dlib-5pt-")?;
+        let (size, padding) = rest.split_once('-')?;
+        let size: usize = size.parse().ok()?;
+        let padding: f64 = padding.parse().ok()?;
+        ((2..=chip::MAX_CHIP_SIDE).contains(&size) && (0.0..=4.0).contains(&padding))
+            .then_some(ChipSpec { size, padding })
+    }
+}
+
 /// dlib's whole alignment in one place, with its buffers: landmarks in a dlib-style face box, then
 /// the 150x150 chip. After the first call nothing is allocated for chips of the same size.
 pub struct Aligner {
@@ -61,12 +92,47 @@ impl Aligner {
         img: &ImageView<'_>,
         face_box: Rect,
     ) -> Result<Aligned<'_>, AlignError> {
+        self.align_to(img, face_box, ChipSpec::DLIB)
+    }
+
+    /// Like [`Self::align`] with another chip size or padding (a 112x112 embedder takes the same
+    /// geometry sampled onto 112x112 pixels).
+    pub fn align_to(
+        &mut self,
+        img: &ImageView<'_>,
+        face_box: Rect,
+        chip: ChipSpec,
+    ) -> Result<Aligned<'_>, AlignError> {
         let landmarks = self.predictor.predict(img, face_box, &mut self.predict);
-        let details = face_chip_details(&landmarks, CHIP_SIZE, CHIP_PADDING);
+        let details = face_chip_details(&landmarks, chip.size, chip.padding);
         extract_image_chip(img, &details, &mut self.chip, &mut self.out)?;
         Ok(Aligned {
             landmarks,
             chip: &self.out,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChipSpec;
+
+    #[test]
+    fn chip_spec_names_round_trip() {
+        assert_eq!(ChipSpec::DLIB.name(), "dlib-5pt-150-0.25");
+        assert_eq!(ChipSpec::parse("dlib-5pt-150-0.25"), Some(ChipSpec::DLIB));
+        let small = ChipSpec {
+            size: 112,
+            padding: 0.25,
+        };
+        assert_eq!(ChipSpec::parse(&small.name()), Some(small));
+        for bad in [
+            "mtcnn-112",
+            "dlib-5pt-1-0.25",
+            "dlib-5pt-112",
+            "dlib-5pt-112-x",
+        ] {
+            assert_eq!(ChipSpec::parse(bad), None, "{bad}");
+        }
     }
 }

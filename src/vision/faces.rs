@@ -9,7 +9,7 @@ use anyhow::Context;
 use image::RgbImage;
 
 use super::align::mtcnn::FITTED_BOX_MAPPING;
-use super::align::{Aligner, BoxMapping, MtcnnFace, RgbChip};
+use super::align::{Aligner, BoxMapping, ChipSpec, MtcnnFace, RgbChip};
 use super::detect::{Detector, DetectorConfig, Face, main_face};
 use super::embed::Embedder;
 use super::image::ImageView;
@@ -79,6 +79,8 @@ pub struct FaceAnalyzer {
     aligner: Aligner,
     mapping: BoxMapping,
     embedder: Embedder,
+    /// The chip the embedder's contract names (dlib's 150x150 for the bundled model).
+    chip: ChipSpec,
     frame_size: (u32, u32),
     detector_config: DetectorConfig,
     models: FaceModels,
@@ -103,11 +105,13 @@ impl FaceAnalyzer {
         )?;
         let aligner = Aligner::open(&models.landmarks)?;
         let embedder = Embedder::load(&models.embedder)?;
+        let chip = chip_spec_of(&embedder, &models.embedder)?;
         Ok(FaceAnalyzer {
             detector,
             aligner,
             mapping: FITTED_BOX_MAPPING,
             embedder,
+            chip,
             frame_size: (frame_w, frame_h),
             detector_config: config,
             models: models.clone(),
@@ -193,7 +197,7 @@ impl FaceAnalyzer {
         let started = Instant::now();
         let aligned = self
             .aligner
-            .align(view, dlib_box)
+            .align_to(view, dlib_box, self.chip)
             .context("aligning a face")?;
         let aligned_at = Instant::now();
         obs.landmarks = aligned.landmarks;
@@ -225,9 +229,7 @@ impl FaceAnalyzer {
         let obs = self.observe(&view, face, 0.0)?;
         Ok(obs.embedding.is_some().then_some(obs))
     }
-}
 
-impl FaceAnalyzer {
     /// The aligned chip of [`Self::main_face`], without embedding it: what the embedder is fed, for
     /// calibrating and checking a quantised embedder on the box's own chips. `None` when no face is
     /// found or it cannot be aligned.
@@ -251,10 +253,30 @@ impl FaceAnalyzer {
         )?;
         let aligned = self
             .aligner
-            .align(&view, dlib_box)
+            .align_to(&view, dlib_box, self.chip)
             .context("aligning a face")?;
         Ok(Some(aligned.chip.clone()))
     }
+}
+
+/// The chip an embedder takes, from its contract's `lanewatch.alignment`; refuses a name this box
+/// cannot produce or a chip size that disagrees with the network's input.
+fn chip_spec_of(embedder: &Embedder, path: &Path) -> anyhow::Result<ChipSpec> {
+    let name = &embedder.spec().alignment;
+    let chip = ChipSpec::parse(name).with_context(|| {
+        format!(
+            "model file {}: lanewatch.alignment {name:?} is not a chip this box makes (expected dlib-5pt-SIZE-PADDING)",
+            path.display()
+        )
+    })?;
+    let (w, h) = embedder.chip_size();
+    anyhow::ensure!(
+        (w as usize, h as usize) == (chip.size, chip.size),
+        "model file {}: lanewatch.alignment {name:?} makes {s}x{s} chips but the network takes {w}x{h}",
+        path.display(),
+        s = chip.size
+    );
+    Ok(chip)
 }
 
 /// Reads any image file as RGB (grayscale photos get their channel replicated).

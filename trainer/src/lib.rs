@@ -1,6 +1,8 @@
-//! lanewatch's central trainer as a library: importers of published weights, and (later) training,
-//! export, quantisation and evaluation. `main.rs` only parses arguments.
+//! lanewatch's central trainer as a library: importers of published weights, training, export and
+//! evaluation. `main.rs` only parses arguments.
 
 pub mod eval;
+pub mod export;
 pub mod import;
 pub mod quantize;
+pub mod train;

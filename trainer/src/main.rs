@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use trainer::{eval, import, quantize};
+use trainer::{eval, export, import, quantize, train};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,10 @@ enum Command {
     Eval(eval::command::Protocol),
     /// Post-training int8 quantisation of an embedder: calibration table, QLinearConv and QDQ models, acceptance gate.
     Quantize(quantize::Args),
+    /// Train an embedder with the triplet loss (FaceNet) on a folder-per-identity dataset.
+    Train(Box<train::TrainArgs>),
+    /// Write a run's checkpoint as an ONNX embedder with the model contract (checked against burn in tract).
+    Export(export::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +37,8 @@ fn main() -> std::process::ExitCode {
         Command::Import(source) => import::execute(source),
         Command::Eval(protocol) => eval::command::execute(protocol),
         Command::Quantize(args) => quantize::execute(args),
+        Command::Train(args) => train::execute(*args),
+        Command::Export(args) => export::execute(args),
     };
     lanewatch::commands::exit_code(result)
 }
