@@ -118,16 +118,23 @@ impl Default for SourceConfig {
     }
 }
 
+impl ModelsConfig {
+    /// The bundled model files inside `dir` (`--models-dir`).
+    pub fn in_dir(dir: &Path) -> Self {
+        let m = crate::vision::faces::FaceModels::in_dir(dir);
+        ModelsConfig {
+            embedder: m.embedder,
+            landmarks: m.landmarks,
+            pnet: m.pnet,
+            rnet: m.rnet,
+            onet: m.onet,
+        }
+    }
+}
+
 impl Default for ModelsConfig {
     fn default() -> Self {
-        let m = |f: &str| PathBuf::from("models").join(f);
-        ModelsConfig {
-            embedder: m("dlib_resnet_v1.onnx"),
-            landmarks: m("dlib_5pt.lwsp"),
-            pnet: m("mtcnn_pnet.onnx"),
-            rnet: m("mtcnn_rnet.onnx"),
-            onet: m("mtcnn_onet.onnx"),
-        }
+        Self::in_dir(Path::new("models"))
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::config::{Config, ModelsConfig};
+
 use crate::enrollment::{ListTerms, PhotoRules, enrol_folder, sign_watchlist};
 use crate::vision::detect::DetectorConfig;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};
@@ -19,6 +21,11 @@ pub fn bundled_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
 }
 
+/// The models folder of this source tree.
+pub fn bundled_models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
 /// The bundled lane clip, as a source spec.
 pub fn clip_spec(samples: &Path) -> String {
     format!("mjpeg:{}", samples.join("lane_clip.mjpeg").display())
@@ -30,6 +37,19 @@ pub struct DemoWatchlist {
     pub pubkey: PathBuf,
     pub people: usize,
     pub sequence: u64,
+}
+
+/// The `lanewatch run` configuration that plays `source` against an installed demo list, with the
+/// models from `models_dir` and the alert journal in `work/alerts` (alerts not echoed on stdout).
+pub fn demo_config(source: String, models_dir: &Path, list: &DemoWatchlist, work: &Path) -> Config {
+    let mut config = Config::default();
+    config.source.uri = source;
+    config.models = ModelsConfig::in_dir(models_dir);
+    config.watchlist.dir = list.state_dir.clone();
+    config.watchlist.pubkey = list.pubkey.clone();
+    config.alerts.journal_dir = work.join("alerts");
+    config.alerts.stdout = false;
+    config
 }
 
 /// Enrols `samples/watchlist/<person>/` with a fresh key into `work/state`, the way a technician

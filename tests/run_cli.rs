@@ -69,23 +69,27 @@ fn run_with_flags_on_a_frames_folder_and_a_watchlist_file() {
     let config = w.join("lane.toml");
     std::fs::write(&config, "[alerts]\ncooldown_s = 0\nstdout = true\n").unwrap();
 
-    let out = lanewatch(&[
-        "run",
-        "--config",
-        &s(&config),
-        "--source",
-        &format!("frames:{}", frames.display()),
-        "--watchlist",
-        &s(&list),
-        "--pubkey",
-        &s(&pubkey),
-        "--alerts",
-        &s(&alerts),
-        "--max-frames",
-        "2",
-        "--status-every",
-        "0",
-    ]);
+    let source = format!("frames:{}", frames.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--source",
+            &source,
+            "--watchlist",
+            list.to_str().unwrap(),
+            "--pubkey",
+            pubkey.to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
+            "--status-every",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        lanewatch(&args)
+    };
+    let out = run(&["--max-frames", "2"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("frames 2 "), "{t}");
@@ -96,22 +100,7 @@ fn run_with_flags_on_a_frames_folder_and_a_watchlist_file() {
     assert!(t.contains(&format!("\"id\":\"{}\"", journal[0].id)), "{t}");
 
     // Without --max-frames it plays the folder to the end, skipping the corrupt file.
-    let out = lanewatch(&[
-        "run",
-        "--config",
-        &s(&config),
-        "--source",
-        &format!("frames:{}", frames.display()),
-        "--watchlist",
-        &s(&list),
-        "--pubkey",
-        &s(&pubkey),
-        "--alerts",
-        &s(&alerts),
-        "--status-every",
-        "0",
-        "--json",
-    ]);
+    let out = run(&["--json"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(

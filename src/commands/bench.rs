@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::camera::{Frame, SourceError};
-use crate::config::Config;
 use crate::fsio::TempDir;
 use crate::pipeline::latency::{Latencies, Stage, Summary};
 use crate::pipeline::memory::{Resident, resident};
 use crate::pipeline::setup::open_source;
 use crate::pipeline::{WatchlistSlot, lane_from_config};
-use crate::samples::{bundled_dir, clip_spec, install_demo_watchlist};
+use crate::samples::{
+    bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
+};
 use crate::vision::faces::FaceModels;
 
 #[derive(clap::Args)]
@@ -119,9 +120,7 @@ pub struct BenchReport {
 pub fn execute(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.frames >= 1, "--frames must be at least 1");
     let samples = args.samples.unwrap_or_else(bundled_dir);
-    let models_dir = args
-        .models_dir
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models_dir = args.models_dir.unwrap_or_else(bundled_models_dir);
     let models = FaceModels::in_dir(&models_dir);
     if args.models {
         return time_models(&models, args.runs, args.json);
@@ -130,18 +129,8 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let list = install_demo_watchlist(&samples, &models, work.path())
         .context("preparing the watchlist for the match stage")?;
 
-    let mut config = Config::default();
-    config.source.uri = args.source.clone().unwrap_or_else(|| clip_spec(&samples));
-    config.watchlist.dir = list.state_dir;
-    config.watchlist.pubkey = list.pubkey;
-    config.alerts.journal_dir = work.path().join("alerts");
-    config.alerts.stdout = false;
-    let m = &mut config.models;
-    m.embedder = models.embedder;
-    m.landmarks = models.landmarks;
-    m.pnet = models.pnet;
-    m.rnet = models.rnet;
-    m.onet = models.onet;
+    let source = args.source.clone().unwrap_or_else(|| clip_spec(&samples));
+    let config = demo_config(source, &models_dir, &list, work.path());
 
     let rig = lane_from_config(&config)?;
     let mut source = rig.source;

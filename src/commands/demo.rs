@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::config::Config;
 use crate::fsio::TempDir;
 use crate::pipeline::{FrameReport, RunOptions, Verdict, lane_from_config, run};
-use crate::samples::{bundled_dir, clip_spec, install_demo_watchlist};
+use crate::samples::{
+    bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
+};
 use crate::vision::faces::FaceModels;
 
 #[derive(clap::Args)]
@@ -65,9 +66,7 @@ fn describe(report: &FrameReport<'_>) {
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let samples = args.samples.unwrap_or_else(bundled_dir);
-    let models_dir = args
-        .models_dir
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models_dir = args.models_dir.unwrap_or_else(bundled_models_dir);
     let models = FaceModels::in_dir(&models_dir);
     let temp;
     let work = match args.out {
@@ -90,19 +89,8 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         list.state_dir.display()
     );
 
-    let mut config = Config::default();
-    config.source.uri = clip_spec(&samples);
+    let mut config = demo_config(clip_spec(&samples), &models_dir, &list, &work);
     config.source.lane = Some("demo-lane".into());
-    config.watchlist.dir = list.state_dir.clone();
-    config.watchlist.pubkey = list.pubkey.clone();
-    config.alerts.journal_dir = work.join("alerts");
-    config.alerts.stdout = false;
-    let m = &mut config.models;
-    m.embedder = models.embedder;
-    m.landmarks = models.landmarks;
-    m.pnet = models.pnet;
-    m.rnet = models.rnet;
-    m.onet = models.onet;
 
     println!("lanewatch demo: playing {}", config.source.uri);
     let rig = lane_from_config(&config)?;

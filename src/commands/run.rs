@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, ModelsConfig};
 use crate::pipeline::{RunOptions, lane_from_config, run};
 
 #[derive(clap::Args)]
@@ -60,12 +60,7 @@ pub fn effective_config(args: &Args) -> anyhow::Result<Config> {
         config.alerts.journal_dir = a.clone();
     }
     if let Some(dir) = &args.models_dir {
-        let m = &mut config.models;
-        m.embedder = dir.join("dlib_resnet_v1.onnx");
-        m.landmarks = dir.join("dlib_5pt.lwsp");
-        m.pnet = dir.join("mtcnn_pnet.onnx");
-        m.rnet = dir.join("mtcnn_rnet.onnx");
-        m.onet = dir.join("mtcnn_onet.onnx");
+        config.models = ModelsConfig::in_dir(dir);
     }
     config.validate()?;
     Ok(config)

@@ -1,7 +1,6 @@
 //! Builds a runnable lane from the configuration: opens the source, loads the models, prepares
 //! the watchlist watcher and the alert destinations. Every failure names the setting to fix.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,19 +131,4 @@ pub fn lane_from_config(config: &Config) -> anyhow::Result<LaneRig> {
         reload_every: Duration::from_millis(config.watchlist.reload_every_ms),
         reconnects,
     })
-}
-
-/// Resolves a relative model path against `base` (the bundled models when run from elsewhere).
-pub fn resolve_models(config: &mut Config, base: &Path) {
-    for p in [
-        &mut config.models.embedder,
-        &mut config.models.landmarks,
-        &mut config.models.pnet,
-        &mut config.models.rnet,
-        &mut config.models.onet,
-    ] {
-        if p.is_relative() && !p.exists() {
-            *p = base.join(&*p);
-        }
-    }
 }

@@ -168,16 +168,12 @@ pub fn rig(
 
 /// Every alert line in the journal directory, in order.
 pub fn journal_alerts(dir: &Path) -> Vec<lanewatch::alerts::Alert> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+    use lanewatch::alerts::journal::{list_segments, segment_path};
+    list_segments(dir)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
+        .into_iter()
+        .flat_map(|seq| {
+            std::fs::read_to_string(segment_path(dir, seq))
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
