@@ -116,3 +116,32 @@ fn finds_faces_in_lfw_with_plausible_landmarks() {
     );
     assert!(bad.is_empty(), "implausible landmarks: {bad:#?}");
 }
+
+/// A photo looked at with thresholds that reject every face is looked at again with
+/// `PHOTO_RETRY_THRESHOLDS` (the detector's own thresholds are kept afterwards); a frame is not.
+#[test]
+fn a_photo_gets_a_second_look_at_lower_thresholds() {
+    use lanewatch::vision::detect::PHOTO_RETRY_THRESHOLDS;
+    let strict = DetectorConfig {
+        thresholds: [0.999, 0.999, 0.9999],
+        ..DetectorConfig::default()
+    };
+    let mut detector = Detector::from_files(
+        &Path::new(MODELS).join("mtcnn_pnet.onnx"),
+        &Path::new(MODELS).join("mtcnn_rnet.onnx"),
+        &Path::new(MODELS).join("mtcnn_onet.onnx"),
+        250,
+        250,
+        strict.clone(),
+    )
+    .unwrap();
+    let image = image::open(&lfw_images()[0]).unwrap().to_rgb8();
+    assert!(detector.detect(&image).unwrap().is_empty());
+    let faces = detector.detect_in_photo(&image).unwrap();
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    assert!(faces[0].score > PHOTO_RETRY_THRESHOLDS[2]);
+    assert_eq!(detector.config(), &strict);
+    // Bad thresholds are refused and leave the detector as it was.
+    assert!(detector.set_thresholds([0.5, 1.5, 0.5]).is_err());
+    assert_eq!(detector.config(), &strict);
+}

@@ -153,3 +153,121 @@ fn enrol_verify_and_refuse_bad_photo_sets() {
     );
     assert!(!out2.exists());
 }
+
+/// A threshold table row for the test tables below.
+fn row(n: usize, fpir: Option<f64>, threshold: f32) -> serde_json::Value {
+    serde_json::json!({
+        "watchlist_size": n,
+        "fpir_target": fpir,
+        "threshold": threshold,
+        "fpir": fpir.unwrap_or(0.5),
+        "fnir": 0.3,
+        "method": "measured",
+        "false_alerts": if fpir == Some(0.001) { 3 } else { 40 },
+    })
+}
+
+#[test]
+fn enrol_with_jitter_and_a_threshold_chosen_by_list_size() {
+    use sha2::Digest;
+    let tmp =
+        Temp(std::env::temp_dir().join(format!("lanewatch-enroll-fpir-{}", std::process::id())));
+    let t = &tmp.0;
+    std::fs::create_dir_all(t).unwrap();
+    let key = t.join("issuer");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    assert!(lanewatch(&["keygen", "--out", &s(&key)]).status.success());
+    let photos = t.join("photos");
+    person(
+        &photos,
+        "Angela_Bassett",
+        &[("Angela_Bassett", 1), ("Angela_Bassett", 2)],
+    );
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dlib_resnet_v1.onnx");
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&model).unwrap()));
+    let table = |sha: &str| {
+        serde_json::json!({
+            "format": "lanewatch-thresholds/1",
+            "embedder_sha256": sha,
+            "measured_on": "a test table",
+            "rows": [
+                row(100, Some(0.01), 0.45),
+                row(1000, Some(0.01), 0.42),
+                row(100, Some(0.001), 0.40),
+                row(100, None, 0.6),
+            ],
+        })
+    };
+    let good_table = t.join("good.thresholds.json");
+    std::fs::write(&good_table, table(&sha).to_string()).unwrap();
+    let out = t.join("list.lwl");
+    let enrol = |table: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "enroll".to_string(),
+            "--photos".into(),
+            s(&photos),
+            "--key".into(),
+            s(&key),
+            "--out".into(),
+            s(&out),
+            "--jitter".into(),
+            "4".into(),
+            "--thresholds".into(),
+            s(table),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        lanewatch(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // One person: the row for lists of up to 100 at FPIR 0.01.
+    let o = enrol(&good_table, &["--fpir", "0.01"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("threshold 0.4500 keeps FPIR at 0.01 for lists of up to 100 people"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("uncertain"), "{}", text(&o));
+    let pubkey = format!("{}.pub", s(&key));
+    let o = lanewatch(&["watchlist", "inspect", &s(&out), "--pubkey", &pubkey]);
+    assert!(text(&o).contains("distance <= 0.45,"), "{}", text(&o));
+
+    // A row resting on a handful of false alerts is used, with a warning.
+    let o = enrol(&good_table, &["--fpir", "0.001"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("threshold 0.4000") && text(&o).contains("rests on 3 false alerts"),
+        "{}",
+        text(&o)
+    );
+
+    // Without --fpir the embedder's 0.6 is kept, with a warning of what it costs.
+    let o = enrol(&good_table, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("alerted on 50.0% of strangers"),
+        "{}",
+        text(&o)
+    );
+
+    // An FPIR the table lacks, or a table made for another model: refused, nothing written.
+    std::fs::remove_file(&out).unwrap();
+    let o = enrol(&good_table, &["--fpir", "0.05"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no rows for FPIR 0.05"), "{}", text(&o));
+    let foreign = t.join("foreign.thresholds.json");
+    std::fs::write(&foreign, table(&"0".repeat(64)).to_string()).unwrap();
+    let o = enrol(&foreign, &["--fpir", "0.01"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("foreign.thresholds.json") && text(&o).contains("not the one in use"),
+        "{}",
+        text(&o)
+    );
+    let broken = t.join("broken.thresholds.json");
+    std::fs::write(&broken, "{\"format\": ").unwrap();
+    let o = enrol(&broken, &["--fpir", "0.01"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("broken.thresholds.json"), "{}", text(&o));
+    assert!(!out.exists());
+}

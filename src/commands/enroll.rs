@@ -12,6 +12,7 @@ use crate::vision::detect::DetectorConfig;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};
 use crate::watchlist::format::{Severity, Thresholds};
 use crate::watchlist::keys::read_signing_key;
+use crate::watchlist::threshold_table::{self, ThresholdTable};
 use crate::watchlist::verify::EmbedderId;
 
 #[derive(clap::Args)]
@@ -40,12 +41,25 @@ pub struct Args {
     /// Folder with the bundled models (detector, landmarks, embedder).
     #[arg(long, value_name = "DIR", default_value = "models")]
     pub models_dir: PathBuf,
+    /// Average each photo's descriptor over this many jittered crops of its face chip (dlib's
+    /// num_jitters): a steadier watchlist entry for a few hundred milliseconds per photo. 0 or 1
+    /// embeds each chip once.
+    #[arg(long, default_value_t = 0)]
+    pub jitter: usize,
     /// Smallest face side, in pixels, accepted in an enrolment photo.
     #[arg(long, default_value_t = 80.0)]
     pub min_face_px: f32,
-    /// Match threshold written into the list (distance); default: the embedder's recommended one.
-    #[arg(long)]
+    /// Match threshold written into the list (distance); default: the embedder's recommended one,
+    /// or with --fpir the one the threshold table gives for this list's size.
+    #[arg(long, conflicts_with = "fpir")]
     pub max_distance: Option<f32>,
+    /// Choose the threshold that keeps false alerts on strangers (FPIR) to this share for a list of
+    /// this size, from the embedder's threshold table (`trainer eval lfw --thresholds-out`).
+    #[arg(long)]
+    pub fpir: Option<f64>,
+    /// The threshold table; default: NAME.thresholds.json beside the embedder.
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
     /// Required margin between the best and the second-best identity for an alert.
     #[arg(long, default_value_t = 0.0)]
     pub min_margin: f32,
@@ -86,17 +100,67 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let models = FaceModels::in_dir(&args.models_dir);
     let embedder = EmbedderId::from_model_file(&models.embedder)?;
     let mut analyzer = FaceAnalyzer::open(&models, 640, 480, DetectorConfig::default())?;
+    analyzer.set_jitter(args.jitter);
     let spec = analyzer.embedder().spec().clone();
-    let threshold = args.max_distance.unwrap_or(spec.threshold);
+    let table_file = args
+        .thresholds
+        .clone()
+        .unwrap_or_else(|| threshold_table::default_path(&models.embedder));
+    // A table named on the command line must be readable; the default one is optional.
+    let table = if args.thresholds.is_some() || args.fpir.is_some() || table_file.is_file() {
+        let t = ThresholdTable::read(&table_file)?;
+        t.check_embedder(&embedder.fingerprint, &table_file)?;
+        Some(t)
+    } else {
+        None
+    };
 
+    // Two photos of one person are a 1:1 comparison: the embedder's own threshold.
     let people = enrol_folder(
         &mut analyzer,
         &args.photos,
         PhotoRules {
             min_face_px: args.min_face_px,
-            max_distance: threshold,
+            max_distance: args.max_distance.unwrap_or(spec.threshold),
         },
     )?;
+    let threshold = match (args.fpir, &table) {
+        (Some(fpir), Some(table)) => {
+            let choice = table
+                .choose(people.len(), fpir)
+                .with_context(|| format!("choosing a threshold from {}", table_file.display()))?;
+            eprintln!(
+                "lanewatch enroll: threshold {:.4} keeps FPIR at {fpir} for lists of up to {} people; it missed {:.1}% of listed people ({}, {})",
+                choice.threshold,
+                choice.row.watchlist_size,
+                100.0 * choice.row.fnir,
+                choice.row.method,
+                table.measured_on
+            );
+            if choice.row.false_alerts < threshold_table::FEW_FALSE_ALERTS {
+                eprintln!(
+                    "lanewatch enroll: warning: that row rests on {} false alerts in the evaluation set; the threshold is uncertain",
+                    choice.row.false_alerts
+                );
+            }
+            choice.threshold
+        }
+        _ => {
+            let threshold = args.max_distance.unwrap_or(spec.threshold);
+            if let Some(row) = table
+                .as_ref()
+                .and_then(|t| t.at_threshold(people.len(), threshold))
+            {
+                eprintln!(
+                    "lanewatch enroll: warning: at threshold {threshold}, lists of up to {} people alerted on {:.1}% of strangers ({}); pass --fpir 0.01 to choose the threshold by list size",
+                    row.watchlist_size,
+                    100.0 * row.fpir,
+                    table.as_ref().map_or("", |t| t.measured_on.as_str())
+                );
+            }
+            threshold
+        }
+    };
     for (a, b, d) in lookalikes(&people, spec.metric, threshold) {
         eprintln!(
             "lanewatch enroll: warning: {a} and {b} are closer than the threshold ({d:.3} < {threshold}); alerts may name the wrong one"

@@ -9,9 +9,12 @@ use anyhow::Context;
 use image::RgbImage;
 
 use super::align::mtcnn::FITTED_BOX_MAPPING;
-use super::align::{Aligner, BoxMapping, ChipSpec, MtcnnFace, RgbChip};
+use super::align::{
+    Aligner, BoxMapping, ChipScratch, ChipSpec, JitterRng, MtcnnFace, RgbChip, jitter_chip,
+};
+use super::contract::Metric;
 use super::detect::{Detector, DetectorConfig, Face, main_face};
-use super::embed::Embedder;
+use super::embed::{Embedder, l2_normalised};
 use super::image::ImageView;
 use super::landmarks::{NUM_PARTS, Point};
 
@@ -85,6 +88,10 @@ pub struct FaceAnalyzer {
     detector_config: DetectorConfig,
     models: FaceModels,
     times: StageTimes,
+    /// Descriptors averaged over this many jittered crops of each chip (0 or 1: the chip alone).
+    jitter: usize,
+    jitter_scratch: ChipScratch,
+    jitter_chip: RgbChip,
 }
 
 impl FaceAnalyzer {
@@ -116,7 +123,16 @@ impl FaceAnalyzer {
             detector_config: config,
             models: models.clone(),
             times: StageTimes::default(),
+            jitter: 0,
+            jitter_scratch: ChipScratch::default(),
+            jitter_chip: RgbChip::default(),
         })
+    }
+
+    /// Averages each descriptor over `count` jittered crops of the chip (dlib's `num_jitters`:
+    /// 0 or 1 embeds the chip alone). For enrolment and evaluation; a lane embeds each face once.
+    pub fn set_jitter(&mut self, count: usize) {
+        self.jitter = count;
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -202,10 +218,13 @@ impl FaceAnalyzer {
         let aligned_at = Instant::now();
         obs.landmarks = aligned.landmarks;
         let chip = aligned.chip;
-        obs.embedding = Some(
-            self.embedder
-                .embed_packed(&chip.data, chip.width, chip.height)?,
-        );
+        obs.embedding = Some(describe(
+            &mut self.embedder,
+            chip,
+            self.jitter,
+            &mut self.jitter_scratch,
+            &mut self.jitter_chip,
+        )?);
         self.times.align += aligned_at - started;
         self.times.embed += aligned_at.elapsed();
         self.times.embedded += 1;
@@ -217,7 +236,10 @@ impl FaceAnalyzer {
     /// face is found or it cannot be aligned.
     pub fn main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<FaceObservation>> {
         self.resize(image.width(), image.height())?;
-        let faces = self.detector.detect(image).context("detecting faces")?;
+        let faces = self
+            .detector
+            .detect_in_photo(image)
+            .context("detecting faces")?;
         let Some(face) = main_face(&faces, image.width(), image.height()) else {
             return Ok(None);
         };
@@ -235,7 +257,10 @@ impl FaceAnalyzer {
     /// found or it cannot be aligned.
     pub fn main_face_chip(&mut self, image: &RgbImage) -> anyhow::Result<Option<RgbChip>> {
         self.resize(image.width(), image.height())?;
-        let faces = self.detector.detect(image).context("detecting faces")?;
+        let faces = self
+            .detector
+            .detect_in_photo(image)
+            .context("detecting faces")?;
         let Some(face) = main_face(&faces, image.width(), image.height()) else {
             return Ok(None);
         };
@@ -257,6 +282,37 @@ impl FaceAnalyzer {
             .context("aligning a face")?;
         Ok(Some(aligned.chip.clone()))
     }
+}
+
+/// A chip's descriptor, averaged over `jitter` jittered crops of it when `jitter > 1`.
+fn describe(
+    embedder: &mut Embedder,
+    chip: &RgbChip,
+    jitter: usize,
+    scratch: &mut ChipScratch,
+    crop: &mut RgbChip,
+) -> anyhow::Result<Vec<f32>> {
+    if jitter <= 1 {
+        return embedder.embed_packed(&chip.data, chip.width, chip.height);
+    }
+    let mut rng = JitterRng::for_chip(chip);
+    let mut sum: Vec<f32> = Vec::new();
+    for _ in 0..jitter {
+        jitter_chip(chip, &mut rng, scratch, crop).context("jittering a face chip")?;
+        let d = embedder.embed_packed(&crop.data, crop.width, crop.height)?;
+        if sum.is_empty() {
+            sum = d;
+        } else {
+            sum.iter_mut().zip(&d).for_each(|(s, x)| *s += x);
+        }
+    }
+    let n = jitter as f32;
+    sum.iter_mut().for_each(|s| *s /= n);
+    // dlib averages raw descriptors; a cosine embedder's descriptors stay unit length.
+    Ok(match embedder.spec().metric {
+        Metric::Cosine => l2_normalised(sum),
+        Metric::Euclidean => sum,
+    })
 }
 
 /// The chip an embedder takes, from its contract's `lanewatch.alignment`; refuses a name this box

@@ -6,15 +6,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use lanewatch::fsio::write_atomically;
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::embed::distance;
 use lanewatch::vision::faces::{FaceAnalyzer, FaceModels, read_rgb};
+use lanewatch::watchlist::threshold_table::{self, FEW_FALSE_ALERTS, ThresholdRow, ThresholdTable};
+use sha2::{Digest, Sha256};
 
+use super::cache::EmbeddingCache;
+use super::identification::{IdentificationReport, SearchSet};
 use super::lfw::{PairsFile, Report, evaluate, score_pairs};
 
 #[derive(clap::Subcommand)]
 pub enum Protocol {
-    /// LFW verification, 10-fold: mean accuracy ± std, TAR at FAR, the chosen threshold, no-face counts.
+    /// LFW verification, 10-fold: mean accuracy ± std, TAR at FAR, the chosen threshold, no-face counts;
+    /// then 1:N identification: FNIR at FPIR targets and the threshold for each watchlist size.
     Lfw(LfwArgs),
 }
 
@@ -38,35 +44,105 @@ pub struct LfwArgs {
     /// Smallest face the detector searches for, in pixels (facenet-pytorch's default; LFW has some small faces).
     #[arg(long, default_value_t = 20.0)]
     pub min_face: f32,
+    /// Average each descriptor over this many jittered crops of its chip (dlib's num_jitters; its
+    /// published 99.38% used 100). 0 embeds each chip once, as a lane does.
+    #[arg(long, default_value_t = 0)]
+    pub jitter: usize,
     /// Worker threads (each loads its own copy of the models).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Embed every image in --images, not only those the pairs name: more people and searches for the
+    /// 1:N figures (the pairs protocol is unchanged).
+    #[arg(long)]
+    pub all_images: bool,
+    /// Watchlist sizes for the 1:N table.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    pub watchlist_sizes: Vec<usize>,
+    /// FPIR targets for the 1:N table.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.001")]
+    pub fpir: Vec<f64>,
+    /// Also report FPIR and FNIR at this one threshold for each size (default: the embedder's
+    /// recommended threshold from its contract, what a box uses unless configured otherwise).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Random watchlists drawn per size where the set has enough people to measure rather than model.
+    #[arg(long, default_value_t = 10)]
+    pub draws: usize,
+    /// Seed for the watchlist draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the 1:N rows as the embedder's threshold table (read by `lanewatch enroll --fpir`),
+    /// e.g. models/dlib_resnet_v1.thresholds.json.
+    #[arg(long, value_name = "FILE")]
+    pub thresholds_out: Option<PathBuf>,
+    /// Keep embeddings in FILE and reuse them when the models and settings are the same (a full-LFW
+    /// run takes tens of minutes on a small machine).
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<PathBuf>,
+}
+
+impl LfwArgs {
+    /// The defaults of the command line for these three paths.
+    pub fn new(images: PathBuf, pairs: PathBuf, model: PathBuf, models_dir: PathBuf) -> LfwArgs {
+        LfwArgs {
+            images,
+            pairs,
+            model,
+            models_dir,
+            far: 1e-3,
+            min_face: 20.0,
+            jitter: 0,
+            threads: 2,
+            json: false,
+            all_images: false,
+            watchlist_sizes: vec![100, 1000, 10_000],
+            fpir: vec![0.01, 0.001],
+            threshold: None,
+            draws: 10,
+            seed: 1,
+            thresholds_out: None,
+            cache: None,
+        }
+    }
 }
 
 pub fn execute(protocol: Protocol) -> anyhow::Result<()> {
     match protocol {
         Protocol::Lfw(args) => {
-            let (report, images) = run_lfw(&args)?;
-            print_report(&args, &report, images);
+            let run = run_lfw(&args)?;
+            print_report(&args, &run);
+            if let Some(out) = &args.thresholds_out {
+                write_threshold_table(&args, &run, out)?;
+            }
             Ok(())
         }
     }
 }
 
-#[derive(serde::Serialize)]
-struct ImagesSummary {
-    images: usize,
-    images_without_face: usize,
-    seconds: f64,
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImagesSummary {
+    pub images: usize,
+    pub images_without_face: usize,
+    /// Images embedded in this run (the rest came from --cache).
+    pub embedded: usize,
+    pub seconds: f64,
 }
 
-/// Embeds every image the pairs need and scores the protocol.
-pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<(Report, (usize, usize, f64))> {
+/// What `trainer eval lfw` measured.
+pub struct LfwRun {
+    pub pairs: Report,
+    pub identification: IdentificationReport,
+    pub images: ImagesSummary,
+}
+
+/// Embeds every image the pairs (or, with --all-images, the folder) holds, scores the pairs protocol
+/// and the 1:N searches.
+pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
     let pairs = PairsFile::read(&args.pairs, &args.images)?;
-    let images = pairs.images();
+    let mut images = pairs.images();
     if let Some(missing) = images.iter().find(|p| !p.is_file()) {
         anyhow::bail!(
             "{} is named by {} but does not exist: is --images the LFW folder (IMAGES/NAME/NAME_NNNN.jpg)?",
@@ -74,15 +150,39 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<(Report, (usize, usize, f64))> 
             args.pairs.display()
         );
     }
+    if args.all_images {
+        images = all_images(&args.images)?;
+    }
     let mut models = FaceModels::in_dir(&args.models_dir);
     models.embedder = args.model.clone();
     let config = DetectorConfig {
         min_face: args.min_face,
         ..DetectorConfig::default()
     };
+    let mut cache = match &args.cache {
+        Some(file) => EmbeddingCache::open(file, &args.images, &models, &config, args.jitter)?,
+        None => EmbeddingCache::in_memory(),
+    };
+    let todo: Vec<PathBuf> = images
+        .iter()
+        .filter(|p| !cache.contains(p))
+        .cloned()
+        .collect();
     let start = Instant::now();
-    let embeddings = embed_all(&images, &models, &config, args.threads.clamp(1, 64))?;
+    let fresh = embed_all(
+        &todo,
+        &models,
+        &config,
+        args.jitter,
+        args.threads.clamp(1, 64),
+    )?;
     let seconds = start.elapsed().as_secs_f64();
+    cache.extend(fresh);
+    cache.save()?;
+    let embeddings: BTreeMap<PathBuf, Option<Vec<f32>>> = images
+        .iter()
+        .map(|p| (p.clone(), cache.get(p).cloned().flatten()))
+        .collect();
     let without_face = embeddings.values().filter(|e| e.is_none()).count();
 
     let probe = FaceAnalyzer::open(&models, 250, 250, config)?;
@@ -99,7 +199,100 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<(Report, (usize, usize, f64))> 
             .for_each(|(i, s)| s.fold = i % folds);
     }
     let report = evaluate(&scored, folds, args.far)?;
-    Ok((report, (images.len(), without_face, seconds)))
+    let searches = SearchSet::build(&embeddings, |a, b| distance(metric, a, b), args.threads);
+    let fixed = args.threshold.or(Some(probe.embedder().spec().threshold));
+    let identification = searches.report(
+        &args.watchlist_sizes,
+        &args.fpir,
+        fixed,
+        args.draws,
+        args.seed,
+    );
+    Ok(LfwRun {
+        pairs: report,
+        identification,
+        images: ImagesSummary {
+            images: images.len(),
+            images_without_face: without_face,
+            embedded: todo.len(),
+            seconds,
+        },
+    })
+}
+
+/// The 1:N rows as the embedder's threshold table, bound to the model file by its sha256.
+fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Result<()> {
+    let model = std::fs::read(&args.model)
+        .with_context(|| format!("cannot read model file {}", args.model.display()))?;
+    let id = &run.identification;
+    let table = ThresholdTable {
+        format: threshold_table::FORMAT.to_string(),
+        embedder_sha256: hex::encode(Sha256::digest(&model)),
+        measured_on: format!(
+            "trainer eval lfw on the folder {:?} ({} images, {} people enrolled with one image each, {} mated searches, {} random lists per measured size)",
+            args.images.file_name().map_or_else(
+                || args.images.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ),
+            run.images.images,
+            id.people_enrolled,
+            id.mated_searches,
+            id.draws
+        ),
+        rows: id
+            .rows
+            .iter()
+            .map(|r| ThresholdRow {
+                watchlist_size: r.watchlist_size,
+                fpir_target: r.fpir_target,
+                threshold: r.threshold,
+                fpir: r.fpir,
+                fnir: r.fnir,
+                method: r.method.to_string(),
+                false_alerts: r.false_alerts,
+            })
+            .collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&table).expect("plain data serialises");
+    bytes.push(b'\n');
+    // Read back through the box's own parser before writing: never ship a table it would refuse.
+    ThresholdTable::parse(&bytes, out)?;
+    write_atomically(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("trainer eval: threshold table written to {}", out.display());
+    Ok(())
+}
+
+/// Every `NAME/NAME_NNNN.jpg` under an LFW folder, sorted.
+fn all_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let people = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list LFW folder {}", dir.display()))?;
+    for person in people {
+        let person = person.with_context(|| format!("listing {}", dir.display()))?;
+        if !person.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let files = std::fs::read_dir(person.path())
+            .with_context(|| format!("cannot list {}", person.path().display()))?;
+        for f in files {
+            let path = f
+                .with_context(|| format!("listing {}", person.path().display()))?
+                .path();
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpg"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "{} holds no NAME/NAME_NNNN.jpg images",
+        dir.display()
+    );
+    out.sort();
+    Ok(out)
 }
 
 /// Each image's embedding, `None` when no usable face was found in it.
@@ -109,6 +302,7 @@ fn embed_all(
     images: &[PathBuf],
     models: &FaceModels,
     config: &DetectorConfig,
+    jitter: usize,
     threads: usize,
 ) -> anyhow::Result<BTreeMap<PathBuf, Option<Vec<f32>>>> {
     let next = AtomicUsize::new(0);
@@ -118,6 +312,7 @@ fn embed_all(
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<Embeddings> {
                     let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
+                    analyzer.set_jitter(jitter);
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -148,14 +343,15 @@ fn embed_all(
     Ok(map)
 }
 
-fn print_report(args: &LfwArgs, r: &Report, (images, without_face, seconds): (usize, usize, f64)) {
+fn print_report(args: &LfwArgs, run: &LfwRun) {
+    let (r, im, id) = (&run.pairs, &run.images, &run.identification);
     if args.json {
-        let summary = ImagesSummary {
-            images,
-            images_without_face: without_face,
-            seconds,
-        };
-        let v = serde_json::json!({ "model": args.model, "report": r, "images": summary });
+        let v = serde_json::json!({
+            "model": args.model,
+            "report": r,
+            "identification": id,
+            "images": im,
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(&v).expect("plain data serialises")
@@ -163,10 +359,15 @@ fn print_report(args: &LfwArgs, r: &Report, (images, without_face, seconds): (us
         return;
     }
     println!(
-        "LFW verification: {} ({} pairs, {} folds)",
+        "LFW verification: {} ({} pairs, {} folds{})",
         model_name(&args.model),
         r.pairs,
-        r.folds.len()
+        r.folds.len(),
+        if args.jitter > 1 {
+            format!(", descriptors averaged over {} jittered crops", args.jitter)
+        } else {
+            String::new()
+        }
     );
     println!(
         "  accuracy        {:.2}% ± {:.2}",
@@ -181,14 +382,69 @@ fn print_report(args: &LfwArgs, r: &Report, (images, without_face, seconds): (us
         r.threshold_at_far
     );
     println!(
-        "  no face found   {without_face} of {images} images ({:.2}%), {} pairs counted as errors",
-        100.0 * without_face as f64 / images.max(1) as f64,
+        "  no face found   {} of {} images ({:.2}%), {} pairs counted as errors",
+        im.images_without_face,
+        im.images,
+        100.0 * im.images_without_face as f64 / im.images.max(1) as f64,
         r.pairs_without_face
     );
+    if im.embedded == 0 {
+        println!(
+            "  time            nothing to embed: all {} images from the cache",
+            im.images
+        );
+    } else {
+        println!(
+            "  time            {:.1} s for {} images embedded ({:.1} ms per image), {} from the cache",
+            im.seconds,
+            im.embedded,
+            1000.0 * im.seconds / im.embedded as f64,
+            im.images - im.embedded
+        );
+    }
+    println!();
     println!(
-        "  time            {seconds:.1} s ({:.1} ms per image)",
-        1000.0 * seconds / images.max(1) as f64
+        "1:N identification: one enrolled image for each of {} people ({} without any face), {} mated searches ({} without a face, counted as misses)",
+        id.people_enrolled, id.people_without_face, id.mated_searches, id.mated_without_face
     );
+    println!(
+        "  {:>9}  {:>11}  {:>9}  {:>7}  {:>8}  {:>12}  {:<18}  model: threshold, FPIR, FNIR",
+        "watchlist", "FPIR target", "threshold", "FNIR", "FPIR", "false alerts", "how"
+    );
+    for row in &id.rows {
+        let mut how = if row.method == "measured" {
+            format!("measured, {} lists", id.draws)
+        } else {
+            "modelled".to_string()
+        };
+        if row.false_alerts < FEW_FALSE_ALERTS {
+            how.push_str(" *");
+        }
+        let target = row
+            .fpir_target
+            .map_or_else(|| "(given)".to_string(), |t| t.to_string());
+        println!(
+            "  {:>9}  {:>11}  {:>9.4}  {:>6.2}%  {:>8.5}  {:>12}  {:<18}  {:.4}, {:.5}, {:.2}%",
+            row.watchlist_size,
+            target,
+            row.threshold,
+            100.0 * row.fnir,
+            row.fpir,
+            row.false_alerts,
+            how,
+            row.model_threshold,
+            row.model_fpir,
+            100.0 * row.model_fnir
+        );
+    }
+    println!(
+        "  alert iff distance < threshold; FNIR counts a wrong person at rank 1, a distance over the threshold, or no face"
+    );
+    if id.rows.iter().any(|r| r.false_alerts < FEW_FALSE_ALERTS) {
+        println!(
+            "  * fewer than {FEW_FALSE_ALERTS} false alerts behind the row: the set is too small to pin that threshold down"
+        );
+    }
 }
 
 fn model_name(p: &Path) -> String {

@@ -181,7 +181,8 @@ impl Chipper {
             )?;
             self.size = size;
         }
-        let faces = self.detector.detect(image)?;
+        // The same look as `lanewatch enroll` and `trainer eval lfw` (a retry at lower thresholds).
+        let faces = self.detector.detect_in_photo(image)?;
         let Some(face) = main_face(&faces, size.0, size.1) else {
             return Ok(None);
         };

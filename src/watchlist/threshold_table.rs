@@ -1,0 +1,316 @@
+//! The match threshold by watchlist size: a table measured by `trainer eval lfw --thresholds-out`
+//! for one embedder file, read by `lanewatch enroll --fpir`.
+//!
+//! Why: a 1:1 threshold is the wrong one for a watchlist. Each stranger is compared with every
+//! entry, so the chance of a false alert (FPIR) grows with the list: dlib's recommended 0.6, about
+//! 1% false accepts per comparison on LFW, alerts on most strangers once a list holds 100 people.
+//! The table says, for each size and FPIR target, the threshold that keeps to the target and how many
+//! listed people it then misses (FNIR).
+//!
+//! The file is JSON, bound to the embedder by its sha256, and parsed strictly: an unknown field, a
+//! missing one or a table made for another model is an error naming the file.
+
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+
+use crate::vision::model::Fingerprint;
+
+pub const FORMAT: &str = "lanewatch-thresholds/1";
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdTable {
+    pub format: String,
+    /// sha256 (hex) of the embedder file the table was measured with.
+    pub embedder_sha256: String,
+    /// What it was measured on, for people reading the file.
+    pub measured_on: String,
+    pub rows: Vec<ThresholdRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdRow {
+    pub watchlist_size: usize,
+    /// The FPIR the threshold keeps to; `None` for a row measured at a given threshold.
+    pub fpir_target: Option<f64>,
+    /// Alert iff the distance is below this.
+    pub threshold: f32,
+    /// FPIR reached at `threshold`.
+    pub fpir: f64,
+    /// FNIR at `threshold`.
+    pub fnir: f64,
+    /// "measured" or "modelled" (see `trainer eval lfw`).
+    pub method: String,
+    /// False alerts in the evaluation behind `fpir`: a handful means the threshold is uncertain.
+    pub false_alerts: usize,
+}
+
+/// Below this many false alerts a row's threshold rests on too few faces to trust.
+pub const FEW_FALSE_ALERTS: usize = 10;
+
+/// The threshold chosen for a list, and the row it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    pub threshold: f32,
+    pub row: ThresholdRow,
+}
+
+impl ThresholdTable {
+    /// Parses and checks a table; `file` names it in errors.
+    pub fn parse(bytes: &[u8], file: &Path) -> anyhow::Result<ThresholdTable> {
+        let t: ThresholdTable = serde_json::from_slice(bytes)
+            .with_context(|| format!("threshold table {} is not valid", file.display()))?;
+        ensure!(
+            t.format == FORMAT,
+            "threshold table {}: format {:?}, expected {FORMAT:?}",
+            file.display(),
+            t.format
+        );
+        ensure!(
+            t.embedder_sha256.len() == 64
+                && t.embedder_sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            "threshold table {}: embedder_sha256 is not a sha256 in hex",
+            file.display()
+        );
+        ensure!(
+            !t.rows.is_empty(),
+            "threshold table {} has no rows",
+            file.display()
+        );
+        for (i, r) in t.rows.iter().enumerate() {
+            let ok = r.watchlist_size > 0
+                && r.threshold.is_finite()
+                && r.threshold > 0.0
+                && (0.0..=1.0).contains(&r.fpir)
+                && (0.0..=1.0).contains(&r.fnir)
+                && r.fpir_target.is_none_or(|f| f > 0.0 && f < 1.0);
+            ensure!(
+                ok,
+                "threshold table {}: row {} is out of range (size > 0, threshold > 0, rates in [0, 1])",
+                file.display(),
+                i + 1
+            );
+        }
+        Ok(t)
+    }
+
+    pub fn read(file: &Path) -> anyhow::Result<ThresholdTable> {
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("cannot read threshold table {}", file.display()))?;
+        Self::parse(&bytes, file)
+    }
+
+    /// Refuses a table measured with another embedder file.
+    pub fn check_embedder(&self, embedder: &Fingerprint, file: &Path) -> anyhow::Result<()> {
+        ensure!(
+            self.embedder_sha256
+                .eq_ignore_ascii_case(&embedder.to_hex()),
+            "threshold table {} was measured with embedder sha256:{}, not the one in use ({embedder}): re-run `trainer eval lfw --thresholds-out` for this model",
+            file.display(),
+            self.embedder_sha256
+        );
+        Ok(())
+    }
+
+    /// The threshold for a list of `people` at `fpir`: the row for the smallest tabled size that is
+    /// at least `people` (a longer list needs a stricter threshold, so rounding up keeps to the
+    /// target).
+    pub fn choose(&self, people: usize, fpir: f64) -> anyhow::Result<Choice> {
+        let mut rows: Vec<&ThresholdRow> = self
+            .rows
+            .iter()
+            .filter(|r| {
+                r.fpir_target
+                    .is_some_and(|t| (t - fpir).abs() <= 1e-12 * fpir.max(1.0))
+            })
+            .collect();
+        if rows.is_empty() {
+            let mut targets: Vec<f64> = self.rows.iter().filter_map(|r| r.fpir_target).collect();
+            targets.sort_by(f64::total_cmp);
+            targets.dedup();
+            bail!("the threshold table has no rows for FPIR {fpir}; it has {targets:?}");
+        }
+        rows.sort_by_key(|r| r.watchlist_size);
+        let Some(row) = rows.iter().find(|r| r.watchlist_size >= people) else {
+            bail!(
+                "the threshold table covers lists of up to {} people at FPIR {fpir}, this one has {people}",
+                rows.last().map_or(0, |r| r.watchlist_size)
+            );
+        };
+        Ok(Choice {
+            threshold: row.threshold,
+            row: (*row).clone(),
+        })
+    }
+
+    /// The measured row at a given threshold for the smallest tabled size of at least `people`, if
+    /// the table has one: what a threshold chosen by hand costs.
+    pub fn at_threshold(&self, people: usize, threshold: f32) -> Option<&ThresholdRow> {
+        let mut rows: Vec<&ThresholdRow> = self
+            .rows
+            .iter()
+            .filter(|r| r.fpir_target.is_none() && r.threshold == threshold)
+            .collect();
+        rows.sort_by_key(|r| r.watchlist_size);
+        rows.into_iter().find(|r| r.watchlist_size >= people)
+    }
+}
+
+/// Where `lanewatch enroll` looks for an embedder's table: beside it, `NAME.thresholds.json`.
+pub fn default_path(embedder: &Path) -> std::path::PathBuf {
+    let stem = embedder
+        .file_stem()
+        .map_or_else(|| "embedder".into(), |s| s.to_string_lossy().into_owned());
+    embedder.with_file_name(format!("{stem}.thresholds.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: usize, target: Option<f64>, t: f32) -> ThresholdRow {
+        ThresholdRow {
+            watchlist_size: n,
+            fpir_target: target,
+            threshold: t,
+            fpir: target.unwrap_or(0.5),
+            fnir: 0.3,
+            method: "measured".into(),
+            false_alerts: 50,
+        }
+    }
+
+    fn table() -> ThresholdTable {
+        ThresholdTable {
+            format: FORMAT.into(),
+            embedder_sha256: "ab".repeat(32),
+            measured_on: "test".into(),
+            rows: vec![
+                row(100, Some(0.01), 0.45),
+                row(1000, Some(0.01), 0.42),
+                row(100, Some(0.001), 0.40),
+                row(100, None, 0.6),
+                row(1000, None, 0.6),
+            ],
+        }
+    }
+
+    #[test]
+    fn chooses_the_row_for_the_next_larger_list() {
+        let t = table();
+        assert_eq!(t.choose(1, 0.01).unwrap().threshold, 0.45);
+        assert_eq!(t.choose(100, 0.01).unwrap().threshold, 0.45);
+        assert_eq!(t.choose(101, 0.01).unwrap().threshold, 0.42);
+        assert_eq!(t.choose(50, 0.001).unwrap().threshold, 0.40);
+        let err = t.choose(1001, 0.01).unwrap_err().to_string();
+        assert!(err.contains("up to 1000 people"), "{err}");
+        let err = t.choose(10, 0.05).unwrap_err().to_string();
+        assert!(
+            err.contains("no rows for FPIR 0.05") && err.contains("0.001"),
+            "{err}"
+        );
+        assert_eq!(t.at_threshold(500, 0.6).unwrap().watchlist_size, 1000);
+        assert!(t.at_threshold(500, 0.5).is_none());
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_files_by_name() {
+        let f = Path::new("m.thresholds.json");
+        let bytes = serde_json::to_vec(&table()).unwrap();
+        assert_eq!(ThresholdTable::parse(&bytes, f).unwrap(), table());
+        let good = serde_json::to_value(table()).unwrap();
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (serde_json::json!({"format": FORMAT}), "not valid"),
+            (
+                {
+                    let mut v = good.clone();
+                    v["format"] = "other/1".into();
+                    v
+                },
+                "expected",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["embedder_sha256"] = "xyz".into();
+                    v
+                },
+                "sha256",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["rows"][0]["threshold"] = (-1.0).into();
+                    v
+                },
+                "row 1",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["rows"] = serde_json::json!([]);
+                    v
+                },
+                "no rows",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["extra"] = 1.into();
+                    v
+                },
+                "not valid",
+            ),
+        ];
+        for (v, why) in cases {
+            let err = ThresholdTable::parse(&serde_json::to_vec(&v).unwrap(), f).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(why) && msg.contains("m.thresholds.json"),
+                "{msg}"
+            );
+        }
+        assert!(ThresholdTable::parse(b"\xff\x00", f).is_err());
+    }
+
+    #[test]
+    fn the_shipped_table_fits_the_shipped_embedder() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let file = models.join("dlib_resnet_v1.thresholds.json");
+        let t = ThresholdTable::read(&file).unwrap();
+        let model = std::fs::read(models.join("dlib_resnet_v1.onnx")).unwrap();
+        t.check_embedder(&Fingerprint::of(&model), &file).unwrap();
+        for fpir in [0.01, 0.001] {
+            let (a, b, c) = (
+                t.choose(100, fpir).unwrap(),
+                t.choose(1000, fpir).unwrap(),
+                t.choose(10_000, fpir).unwrap(),
+            );
+            assert!(a.threshold > b.threshold && b.threshold >= c.threshold);
+            assert!(a.row.fpir <= fpir && b.row.fpir <= fpir && c.row.fpir <= fpir);
+        }
+        // The model's own 1:1 threshold is tabled, and costs most strangers a false alert at 100.
+        assert!(t.at_threshold(100, 0.6).unwrap().fpir > 0.3);
+    }
+
+    #[test]
+    fn a_table_for_another_model_is_refused() {
+        let t = table();
+        let f = Path::new("m.thresholds.json");
+        assert!(t.check_embedder(&Fingerprint([0xab; 32]), f).is_ok());
+        let err = t
+            .check_embedder(&Fingerprint([0; 32]), f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("another") || err.contains("not the one in use"),
+            "{err}"
+        );
+        assert_eq!(
+            default_path(Path::new("models/dlib_resnet_v1.onnx")),
+            Path::new("models/dlib_resnet_v1.thresholds.json")
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Embeddings kept between `trainer eval` runs (`--cache FILE`). A full-LFW run embeds 13,233 images,
+//! tens of minutes on a small machine; the 1:N table or a second pairs file should not redo that.
+//!
+//! The file is keyed by everything that changes an embedding: the sha256 of the five model files, the
+//! detector settings and the jitter count. A file made with anything else is not reused (and is overwritten). It is
+//! written atomically, so a run killed half-way leaves the previous file whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lanewatch::fsio::write_atomically;
+use lanewatch::vision::detect::DetectorConfig;
+use lanewatch::vision::faces::FaceModels;
+use sha2::{Digest, Sha256};
+
+const FORMAT: &str = "lanewatch-eval-embeddings/1";
+
+type Entries = BTreeMap<PathBuf, Option<Vec<f32>>>;
+
+pub struct EmbeddingCache {
+    /// Where it is saved; `None` keeps it in memory only.
+    file: Option<PathBuf>,
+    root: PathBuf,
+    key: String,
+    entries: Entries,
+    dirty: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    format: String,
+    key: String,
+    /// (path relative to the images folder, embedding or `null` when no face was found)
+    entries: Vec<(String, Option<Vec<f32>>)>,
+}
+
+/// sha256 over the model files' contents, the detector settings and the jitter count.
+fn pipeline_key(
+    models: &FaceModels,
+    config: &DetectorConfig,
+    jitter: usize,
+) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    for path in [
+        &models.pnet,
+        &models.rnet,
+        &models.onet,
+        &models.landmarks,
+        &models.embedder,
+    ] {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read model file {}", path.display()))?;
+        h.update(Sha256::digest(&bytes));
+    }
+    h.update(format!("{config:?} jitter={jitter}").as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
+impl EmbeddingCache {
+    pub fn in_memory() -> EmbeddingCache {
+        EmbeddingCache {
+            file: None,
+            root: PathBuf::new(),
+            key: String::new(),
+            entries: Entries::new(),
+            dirty: false,
+        }
+    }
+
+    /// Opens (or starts) the cache at `file` for images under `root`. An unreadable, foreign or stale
+    /// file is reported on stderr and replaced at the next save, never half-used.
+    pub fn open(
+        file: &Path,
+        root: &Path,
+        models: &FaceModels,
+        config: &DetectorConfig,
+        jitter: usize,
+    ) -> anyhow::Result<EmbeddingCache> {
+        let key = pipeline_key(models, config, jitter)?;
+        let mut cache = EmbeddingCache {
+            file: Some(file.to_path_buf()),
+            root: root.to_path_buf(),
+            key,
+            entries: Entries::new(),
+            dirty: false,
+        };
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read cache file {}", file.display()));
+            }
+        };
+        match serde_json::from_slice::<Stored>(&bytes) {
+            Ok(s) if s.format == FORMAT && s.key == cache.key => {
+                cache.entries = s
+                    .entries
+                    .into_iter()
+                    .map(|(rel, e)| (root.join(rel), e))
+                    .collect();
+                eprintln!(
+                    "trainer eval: {} embeddings reused from {}",
+                    cache.entries.len(),
+                    file.display()
+                );
+            }
+            Ok(_) => eprintln!(
+                "trainer eval: {} was made with other models or detector settings; it will be replaced",
+                file.display()
+            ),
+            Err(e) => eprintln!(
+                "trainer eval: {} is not an embeddings cache ({e}); it will be replaced",
+                file.display()
+            ),
+        }
+        Ok(cache)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, image: &Path) -> bool {
+        self.entries.contains_key(image)
+    }
+
+    pub fn get(&self, image: &Path) -> Option<&Option<Vec<f32>>> {
+        self.entries.get(image)
+    }
+
+    pub fn extend(&mut self, fresh: impl IntoIterator<Item = (PathBuf, Option<Vec<f32>>)>) {
+        for (k, v) in fresh {
+            self.entries.insert(k, v);
+            self.dirty = true;
+        }
+    }
+
+    /// Writes the file when anything was added (no-op in memory).
+    pub fn save(&mut self) -> anyhow::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for (path, e) in &self.entries {
+            let rel = path.strip_prefix(&self.root).with_context(|| {
+                format!("{} is not under {}", path.display(), self.root.display())
+            })?;
+            entries.push((rel.to_string_lossy().into_owned(), e.clone()));
+        }
+        let stored = Stored {
+            format: FORMAT.to_string(),
+            key: self.key.clone(),
+            entries,
+        };
+        let bytes = serde_json::to_vec(&stored).expect("plain data serialises");
+        write_atomically(file, &bytes)
+            .with_context(|| format!("cannot write cache file {}", file.display()))?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanewatch::fsio::TempDir;
+
+    fn models() -> FaceModels {
+        FaceModels::in_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
+    }
+
+    #[test]
+    fn reused_only_with_the_same_models_and_settings() {
+        let tmp = TempDir::new("eval-cache").unwrap();
+        let file = tmp.path().join("e.json");
+        let root = Path::new("/lfw");
+        let config = DetectorConfig::default();
+        let mut c = EmbeddingCache::open(&file, root, &models(), &config, 0).unwrap();
+        assert!(c.is_empty());
+        c.extend([
+            (root.join("A/A_0001.jpg"), Some(vec![0.5, -0.25])),
+            (root.join("B/B_0001.jpg"), None),
+        ]);
+        c.save().unwrap();
+
+        let same = EmbeddingCache::open(&file, root, &models(), &config, 0).unwrap();
+        assert_eq!(same.len(), 2);
+        assert_eq!(
+            same.get(&root.join("A/A_0001.jpg")),
+            Some(&Some(vec![0.5, -0.25]))
+        );
+        assert_eq!(same.get(&root.join("B/B_0001.jpg")), Some(&None));
+
+        let other_settings = DetectorConfig {
+            min_face: config.min_face + 1.0,
+            ..config.clone()
+        };
+        assert!(
+            EmbeddingCache::open(&file, root, &models(), &other_settings, 0)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            EmbeddingCache::open(&file, root, &models(), &config, 10)
+                .unwrap()
+                .is_empty()
+        );
+        let mut other_model = models();
+        other_model.embedder = other_model
+            .embedder
+            .with_file_name("dlib_resnet_v1_int8.onnx");
+        assert!(
+            EmbeddingCache::open(&file, root, &other_model, &config, 0)
+                .unwrap()
+                .is_empty()
+        );
+
+        // A damaged file is replaced, not half-read.
+        std::fs::write(
+            &file,
+            b"{\"format\": \"lanewatch-eval-embeddings/1\", \"key\"",
+        )
+        .unwrap();
+        assert!(
+            EmbeddingCache::open(&file, root, &models(), &config, 0)
+                .unwrap()
+                .is_empty()
+        );
+        // A missing model file is an error naming it.
+        let mut missing = models();
+        missing.embedder = tmp.path().join("nope.onnx");
+        let err = EmbeddingCache::open(&file, root, &missing, &config, 0)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("nope.onnx"), "{err:#}");
+    }
+}
