@@ -6,23 +6,17 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lanewatch::matcher::{ExactIndex, Index};
+use lanewatch::rng::SplitMix64;
 use lanewatch::vision::contract::Metric;
 
 const DIM: usize = 128;
 
 /// SplitMix64 with Box-Muller: deterministic, dependency-free.
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+        ((self.0.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
     }
     fn gaussian(&mut self) -> f32 {
         let (u, v) = (self.uniform(), self.uniform());
@@ -37,7 +31,7 @@ impl Rng {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("matcher");
     for n in [1_000usize, 10_000, 100_000, 1_000_000] {
-        let mut rng = Rng(n as u64);
+        let mut rng = Rng(SplitMix64::new(n as u64));
         let mut int8 = Index::new(DIM, Metric::Euclidean);
         let mut exact = ExactIndex::new(DIM, Metric::Euclidean);
         for _ in 0..n {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod matcher;
 pub mod pipeline;
 pub mod queue;
+pub mod rng;
 pub mod samples;
 pub mod vision;
 pub mod watchlist;

@@ -1,31 +1,31 @@
-//! A small seeded generator (SplitMix64) for sampling and augmentation.
+//! A small seeded generator (lanewatch's SplitMix64) for sampling and augmentation, with streams
+//! split per step.
 //!
 //! Why not `rand`: every random choice in a run must follow from `--seed` and the step number alone,
 //! so that a resumed run draws exactly what an uninterrupted one would; a stateless split per step
 //! makes that trivial and keeps the stream stable across dependency upgrades.
 
+use lanewatch::rng::SplitMix64;
+
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     /// An independent stream for `(seed, stream, index)`, e.g. the sampler's draw at one step.
     pub fn for_step(seed: u64, stream: u64, index: u64) -> Rng {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-        r.0 ^= r.next_u64() ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut r = Rng::new(seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        let mix = r.next_u64() ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (r.0).0 ^= mix;
         r.next_u64();
         r
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`); the modulo bias is below 2^-40 for the sizes used here.
