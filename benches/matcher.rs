@@ -11,20 +11,13 @@ use lanewatch::vision::contract::Metric;
 
 const DIM: usize = 128;
 
-/// SplitMix64 with Box-Muller: deterministic, dependency-free.
+/// Seeded Gaussian descriptors: deterministic, dependency-free.
 struct Rng(SplitMix64);
 
 impl Rng {
-    fn uniform(&mut self) -> f32 {
-        ((self.0.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn gaussian(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
     /// Spread like dlib descriptors (components of roughly +-0.1).
     fn vector(&mut self) -> Vec<f32> {
-        (0..DIM).map(|_| 0.09 * self.gaussian()).collect()
+        (0..DIM).map(|_| 0.09 * self.0.gaussian_f32()).collect()
     }
 }
 

@@ -24,6 +24,17 @@ impl SplitMix64 {
     pub fn unit_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    /// Uniform in `(0, 1)` with 24 random bits (never 0, so its logarithm is finite).
+    pub fn open_unit_f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+
+    /// Standard normal (Box-Muller), for synthetic descriptors in tests and benchmarks.
+    pub fn gaussian_f32(&mut self) -> f32 {
+        let (u, v) = (self.open_unit_f32(), self.open_unit_f32());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
 }
 
 #[cfg(test)]

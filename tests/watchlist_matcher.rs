@@ -19,7 +19,12 @@ fn build(metric: Metric, identities: usize, rng: &mut Rng) -> (Index, ExactIndex
         // A person: a centre and 1..=3 nearby shots of it.
         let centre = rng.vector(D, 0.09);
         let shots: Vec<Vec<f32>> = (0..1 + i % 3)
-            .map(|_| centre.iter().map(|c| c + 0.02 * rng.gaussian()).collect())
+            .map(|_| {
+                centre
+                    .iter()
+                    .map(|c| c + 0.02 * rng.0.gaussian_f32())
+                    .collect()
+            })
             .collect();
         int8.push_identity(shots.iter().map(Vec::as_slice)).unwrap();
         exact
@@ -31,7 +36,7 @@ fn build(metric: Metric, identities: usize, rng: &mut Rng) -> (Index, ExactIndex
 }
 
 fn compare(metric: Metric, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let (int8, exact, stored) = build(metric, 1000, &mut rng);
     let (mut worst_err, mut worst_bound, mut clear) = (0.0f32, 0.0f32, 0);
     let queries = 200;
@@ -39,8 +44,8 @@ fn compare(metric: Metric, seed: u64) {
         // Even queries are noisy probes of a stored face, odd ones strangers.
         let probe = q % 2 == 0;
         let query: Vec<f32> = if probe {
-            let s = &stored[(rng.next_u64() % stored.len() as u64) as usize];
-            s.iter().map(|x| x + 0.03 * rng.gaussian()).collect()
+            let s = &stored[(rng.0.next_u64() % stored.len() as u64) as usize];
+            s.iter().map(|x| x + 0.03 * rng.0.gaussian_f32()).collect()
         } else {
             rng.vector(D, 0.09)
         };

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
+use lanewatch::rng::SplitMix64;
 use lanewatch::vision::contract::Metric;
 use lanewatch::vision::model::Fingerprint;
 use lanewatch::watchlist::format::{Body, Entry, Severity, Thresholds};
@@ -15,26 +16,15 @@ pub const NOW: u64 = 1_800_000_000;
 pub const DAY: u64 = 86_400;
 pub const DIM: usize = 16;
 
-/// SplitMix64 with Box-Muller.
-pub struct Rng(pub u64);
+/// Seeded synthetic descriptors.
+pub struct Rng(pub SplitMix64);
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    pub fn gaussian(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    pub fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
     }
     pub fn vector(&mut self, dim: usize, sigma: f32) -> Vec<f32> {
-        (0..dim).map(|_| sigma * self.gaussian()).collect()
+        (0..dim).map(|_| sigma * self.0.gaussian_f32()).collect()
     }
 }
 
@@ -60,7 +50,7 @@ pub fn verifier() -> Verifier {
 
 pub fn body(sequence: u64, entries: usize) -> Body {
     let e = embedder();
-    let mut rng = Rng(sequence * 1000 + entries as u64);
+    let mut rng = Rng::new(sequence * 1000 + entries as u64);
     Body {
         sequence,
         created_at: NOW - DAY,
