@@ -231,16 +231,21 @@ impl FaceAnalyzer {
         Ok(obs)
     }
 
-    /// The face an enrolment photo or an LFW image is about: the largest, weighted towards the
-    /// centre (facenet-pytorch's choice), so a bystander at the edge is not picked. `None` when no
-    /// face is found or it cannot be aligned.
-    pub fn main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<FaceObservation>> {
+    /// Detects in a photo (with the detector's second look) and picks its main face.
+    fn photo_main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<Face>> {
         self.resize(image.width(), image.height())?;
         let faces = self
             .detector
             .detect_in_photo(image)
             .context("detecting faces")?;
-        let Some(face) = main_face(&faces, image.width(), image.height()) else {
+        Ok(main_face(&faces, image.width(), image.height()).cloned())
+    }
+
+    /// The face an enrolment photo or an LFW image is about: the largest, weighted towards the
+    /// centre (facenet-pytorch's choice), so a bystander at the edge is not picked. `None` when no
+    /// face is found or it cannot be aligned.
+    pub fn main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<FaceObservation>> {
+        let Some(face) = self.photo_main_face(image)? else {
             return Ok(None);
         };
         let view = ImageView::rgb(
@@ -248,7 +253,7 @@ impl FaceAnalyzer {
             image.width() as usize,
             image.height() as usize,
         )?;
-        let obs = self.observe(&view, face, 0.0)?;
+        let obs = self.observe(&view, &face, 0.0)?;
         Ok(obs.embedding.is_some().then_some(obs))
     }
 
@@ -256,12 +261,7 @@ impl FaceAnalyzer {
     /// calibrating and checking a quantised embedder on the box's own chips. `None` when no face is
     /// found or it cannot be aligned.
     pub fn main_face_chip(&mut self, image: &RgbImage) -> anyhow::Result<Option<RgbChip>> {
-        self.resize(image.width(), image.height())?;
-        let faces = self
-            .detector
-            .detect_in_photo(image)
-            .context("detecting faces")?;
-        let Some(face) = main_face(&faces, image.width(), image.height()) else {
+        let Some(face) = self.photo_main_face(image)? else {
             return Ok(None);
         };
         let mtcnn = MtcnnFace {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use lanewatch::fsio::write_atomically;
 use lanewatch::vision::detect::DetectorConfig;
-use lanewatch::vision::embed::distance;
+use lanewatch::vision::embed::{Embedder, distance};
 use lanewatch::vision::faces::{FaceAnalyzer, FaceModels, read_rgb};
 use lanewatch::watchlist::threshold_table::{self, FEW_FALSE_ALERTS, ThresholdRow, ThresholdTable};
 use sha2::{Digest, Sha256};
@@ -185,8 +185,9 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
         .collect();
     let without_face = embeddings.values().filter(|e| e.is_none()).count();
 
-    let probe = FaceAnalyzer::open(&models, 250, 250, config)?;
-    let metric = probe.embedder().spec().metric;
+    // The metric and recommended threshold come from the embedder's contract.
+    let spec = Embedder::load(&models.embedder)?.spec().clone();
+    let metric = spec.metric;
     let mut scored = score_pairs(&pairs, &embeddings, |a, b| distance(metric, a, b));
     let mut folds = pairs.folds;
     if folds == 1 {
@@ -200,7 +201,7 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
     }
     let report = evaluate(&scored, folds, args.far)?;
     let searches = SearchSet::build(&embeddings, |a, b| distance(metric, a, b), args.threads);
-    let fixed = args.threshold.or(Some(probe.embedder().spec().threshold));
+    let fixed = args.threshold.or(Some(spec.threshold));
     let identification = searches.report(
         &args.watchlist_sizes,
         &args.fpir,
