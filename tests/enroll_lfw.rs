@@ -3,31 +3,12 @@
 //! and photos of two people in one folder, a photo with two faces, or one without a face, are refused
 //! with no file written.
 
+mod cli_common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn lanewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lanewatch"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-struct Temp(PathBuf);
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use cli_common::{lanewatch, text};
+use lanewatch::fsio::TempDir;
 
 fn lfw(name: &str, n: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
@@ -45,9 +26,8 @@ fn person(root: &Path, id: &str, photos: &[(&str, u32)]) {
 
 #[test]
 fn enrol_verify_and_refuse_bad_photo_sets() {
-    let tmp = Temp(std::env::temp_dir().join(format!("lanewatch-enroll-{}", std::process::id())));
-    let t = &tmp.0;
-    std::fs::create_dir_all(t).unwrap();
+    let tmp = TempDir::new("lanewatch-enroll").unwrap();
+    let t = tmp.path();
     let key = t.join("issuer");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     assert!(lanewatch(&["keygen", "--out", &s(&key)]).status.success());
@@ -170,10 +150,8 @@ fn row(n: usize, fpir: Option<f64>, threshold: f32) -> serde_json::Value {
 #[test]
 fn enrol_with_jitter_and_a_threshold_chosen_by_list_size() {
     use sha2::Digest;
-    let tmp =
-        Temp(std::env::temp_dir().join(format!("lanewatch-enroll-fpir-{}", std::process::id())));
-    let t = &tmp.0;
-    std::fs::create_dir_all(t).unwrap();
+    let tmp = TempDir::new("lanewatch-enroll-fpir").unwrap();
+    let t = tmp.path();
     let key = t.join("issuer");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     assert!(lanewatch(&["keygen", "--out", &s(&key)]).status.success());

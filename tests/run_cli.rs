@@ -2,29 +2,14 @@
 //! bundled sample, `run` takes the flags the issue names (--config, --source, --watchlist, --alerts,
 //! --max-frames) and refuses bad input with an error naming the file and the setting.
 
+mod cli_common;
 mod pipeline_common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use cli_common::{lanewatch, text};
 use lanewatch::fsio::write_atomically;
 use pipeline_common::*;
-
-fn lanewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lanewatch"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()

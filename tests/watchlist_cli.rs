@@ -2,12 +2,13 @@
 //! without the box's model), inspect, diff, install and rollback.
 
 #[cfg(feature = "https")]
+mod cli_common;
 mod tls_common;
 mod watchlist_common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use cli_common::{lanewatch, text};
 use lanewatch::vision::contract::{Contract, EmbeddingSpec, InputSpec, Metric, Role};
 use lanewatch::vision::model::Fingerprint;
 use lanewatch::vision::onnx_writer::{Attr, GraphBuilder, encode};
@@ -16,21 +17,6 @@ use lanewatch::watchlist::keys::read_signing_key;
 use lanewatch::watchlist::verify::unix_now;
 use lanewatch::watchlist::{EmbedderId, WatchlistBuilder};
 use watchlist_common::*;
-
-fn lanewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lanewatch"))
-        .args(args)
-        .output()
-        .expect("run lanewatch")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A 2-dim "embedder" (conv 1x1, global pool): only its fingerprint and contract matter here.
 fn tiny_embedder(path: &Path, bias: f32) -> EmbedderId {
