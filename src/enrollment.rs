@@ -11,7 +11,7 @@ use crate::vision::contract::Metric;
 use crate::vision::embed::distance;
 use crate::vision::faces::FaceAnalyzer;
 use crate::watchlist::builder::WatchlistBuilder;
-use crate::watchlist::format::{Entry, Severity, Thresholds};
+use crate::watchlist::format::{Entry, Severity, Thresholds, Views};
 use crate::watchlist::verify::EmbedderId;
 
 /// What a photo must satisfy.
@@ -176,6 +176,8 @@ pub struct ListTerms {
     pub expires_at: u64,
     pub list: String,
     pub severity: Severity,
+    /// How the embeddings were made (the analyser's augmentation); lanes make theirs the same way.
+    pub views: Views,
 }
 
 /// The signed watchlist file's bytes.
@@ -191,6 +193,7 @@ pub fn sign_watchlist(
         terms.created_at,
         terms.expires_at,
     );
+    builder.views(terms.views);
     for p in people {
         builder.add(Entry {
             id: p.id.clone(),

@@ -11,7 +11,7 @@ use crate::config::{Config, ModelsConfig};
 use crate::enrollment::{ListTerms, PhotoRules, enrol_folder, sign_watchlist};
 use crate::vision::detect::DetectorConfig;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};
-use crate::watchlist::format::{Severity, Thresholds};
+use crate::watchlist::format::{Severity, Thresholds, Views};
 use crate::watchlist::keys::{generate, read_signing_key};
 use crate::watchlist::verify::unix_now;
 use crate::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
@@ -58,6 +58,7 @@ pub fn install_demo_watchlist(
     samples: &Path,
     models: &FaceModels,
     work: &Path,
+    views: Views,
 ) -> anyhow::Result<DemoWatchlist> {
     std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
     let secret = work.join("demo-key");
@@ -65,6 +66,7 @@ pub fn install_demo_watchlist(
     let key = read_signing_key(&secret)?;
     let embedder = EmbedderId::from_model_file(&models.embedder)?;
     let mut analyzer = FaceAnalyzer::open(models, 640, 480, DetectorConfig::default())?;
+    analyzer.set_augmentation(views.augmentation());
     let threshold = analyzer.embedder().spec().threshold;
     let people = enrol_folder(
         &mut analyzer,
@@ -86,6 +88,7 @@ pub fn install_demo_watchlist(
         expires_at: now + 86_400,
         list: "demo".into(),
         severity: Severity::High,
+        views,
     };
     let bytes = sign_watchlist(&people, &terms, &key)?;
     let state_dir = work.join("state");

@@ -148,7 +148,7 @@ fn row(n: usize, fpir: Option<f64>, threshold: f32) -> serde_json::Value {
 }
 
 #[test]
-fn enrol_with_jitter_and_a_threshold_chosen_by_list_size() {
+fn enrol_with_a_threshold_chosen_by_list_size() {
     use sha2::Digest;
     let tmp = TempDir::new("lanewatch-enroll-fpir").unwrap();
     let t = tmp.path();
@@ -188,8 +188,6 @@ fn enrol_with_jitter_and_a_threshold_chosen_by_list_size() {
             s(&key),
             "--out".into(),
             s(&out),
-            "--jitter".into(),
-            "4".into(),
             "--thresholds".into(),
             s(table),
         ];
@@ -248,4 +246,27 @@ fn enrol_with_jitter_and_a_threshold_chosen_by_list_size() {
     assert!(!o.status.success());
     assert!(text(&o).contains("broken.thresholds.json"), "{}", text(&o));
     assert!(!out.exists());
+
+    // --mirror: a table measured on plain descriptors is refused; one measured with --mirror is
+    // used, and the list says how its faces were described (format version 2).
+    let o = enrol(&good_table, &["--fpir", "0.01", "--mirror"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("good.thresholds.json") && text(&o).contains("--mirror"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.exists());
+    let mirror_table = t.join("mirror.thresholds.json");
+    let mut mirrored = table(&sha);
+    mirrored["views"] = "chip-and-mirror".into();
+    std::fs::write(&mirror_table, mirrored.to_string()).unwrap();
+    let o = enrol(&mirror_table, &["--fpir", "0.01", "--mirror"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = lanewatch(&["watchlist", "inspect", &s(&out), "--pubkey", &pubkey]);
+    assert!(
+        text(&o).contains("version 2,") && text(&o).contains("views:       chip-and-mirror"),
+        "{}",
+        text(&o)
+    );
 }

@@ -4,8 +4,11 @@
 //! detect → align path). Few faces, so that it also runs under qemu-aarch64 in CI: the integer
 //! kernels there are NEON ones, not the x86 ones.
 
+mod calib_common;
+
 use std::path::{Path, PathBuf};
 
+use calib_common::calib_photos;
 use lanewatch::vision::align::RgbChip;
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::embed::Embedder;
@@ -18,18 +21,7 @@ fn root() -> PathBuf {
 }
 
 fn chips() -> Vec<RgbChip> {
-    let dir = root().join("../shared/data/lfw/calib");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot read {}: {e} (CI keeps shared/ beside the clone)",
-                dir.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .collect();
-    files.sort();
+    let files = calib_photos(FACES);
     let config = DetectorConfig {
         min_face: 20.0,
         ..DetectorConfig::default()
@@ -37,7 +29,6 @@ fn chips() -> Vec<RgbChip> {
     let mut analyzer = FaceAnalyzer::open(&FaceModels::bundled(), 250, 250, config).unwrap();
     let chips: Vec<RgbChip> = files
         .iter()
-        .take(FACES)
         .filter_map(|f| analyzer.main_face_chip(&read_rgb(f).unwrap()).unwrap())
         .collect();
     assert_eq!(chips.len(), FACES, "a calibration image without a face");

@@ -16,6 +16,10 @@ use std::sync::Arc;
 use lanewatch::camera::SourceSpec;
 use lanewatch::camera::spec::CaptureConfig;
 use lanewatch::pipeline::{Pacing, RunOptions, RunSummary, Verdict, run};
+use lanewatch::vision::detect::DetectorConfig;
+use lanewatch::vision::embed::distance;
+use lanewatch::vision::faces::{FaceAnalyzer, FaceModels};
+use lanewatch::watchlist::format::{Views, decode_unverified};
 use pipeline_common::*;
 
 struct Played {
@@ -106,6 +110,74 @@ fn play(n_enrolled: usize, n_strangers: usize) -> Played {
         closest,
         summary,
         journal,
+    }
+}
+
+/// A list made with mirror-averaged descriptors (format version 2) makes the lane describe live
+/// faces the same way, and a plain list does not: the distance the lane reports is the one between
+/// the entry and the live face described as the list says, not the other way.
+#[test]
+fn the_lane_describes_faces_the_way_its_list_was_made() {
+    let (name, _) = identities().into_iter().find(|(_, n)| *n >= 2).unwrap();
+    for views in [Views::Chip, Views::ChipAndMirror] {
+        let work = temp("lanewatch-run-views");
+        let w = work.path();
+        let bytes = watchlist_with_views(w, &[(&name, &[0usize][..])], 1, views);
+        let store = state_with(w, &bytes);
+        let (header, body) = decode_unverified(&bytes).unwrap();
+        assert_eq!(body.views, views);
+        assert_eq!(header.version, body.version());
+        let entry = body.entries[0].embeddings[0].clone();
+
+        let frames = w.join("frames");
+        std::fs::create_dir_all(&frames).unwrap();
+        // PNG: the lane and this test read the same pixels, whichever decoder each uses.
+        let frame = picture(&name, 1);
+        frame.save(frames.join("0000.png")).unwrap();
+        let spec: SourceSpec = format!("frames:{}", frames.display()).parse().unwrap();
+        let source = spec.open(&CaptureConfig::default()).unwrap();
+        let rig = rig(
+            source,
+            Pacing::Replay,
+            store,
+            &alerts_config(&w.join("alerts"), 0),
+            Arc::default(),
+        );
+        let mut reported = None;
+        run(rig, RunOptions::default(), |r| {
+            for d in r.decisions {
+                if let Verdict::NoMatch { best: Some(c) } | Verdict::Match(c) = d.verdict {
+                    reported = Some(c.distance);
+                }
+            }
+        })
+        .unwrap();
+        let reported = reported.expect("the lane compared the face with the list");
+
+        // The live face described both ways, compared with the entry directly in f32.
+        let config = DetectorConfig {
+            min_face: lanewatch::config::Config::default().detect.min_face_px as f32,
+            ..DetectorConfig::default()
+        };
+        let mut analyzer = FaceAnalyzer::open(&FaceModels::bundled(), 250, 250, config).unwrap();
+        let metric = analyzer.embedder().spec().metric;
+        let mut direct = |v: Views| {
+            analyzer.set_augmentation(v.augmentation());
+            let live = analyzer.analyze(&frame, 0.0).unwrap()[0]
+                .embedding
+                .clone()
+                .unwrap();
+            distance(metric, &entry, &live)
+        };
+        let (same, other) = match views {
+            Views::Chip => (direct(Views::Chip), direct(Views::ChipAndMirror)),
+            Views::ChipAndMirror => (direct(Views::ChipAndMirror), direct(Views::Chip)),
+        };
+        // The matcher stores int8 vectors: its distances are off by a few thousandths.
+        assert!(
+            (reported - same).abs() < 0.005 && (reported - same).abs() < (reported - other).abs(),
+            "{views:?}: lane {reported}, described as the list says {same}, the other way {other}"
+        );
     }
 }
 

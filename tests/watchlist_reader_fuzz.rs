@@ -155,19 +155,22 @@ proptest! {
         for m in &muts {
             apply(&mut bytes, m);
         }
-        let mut result = None;
-        let big = largest_allocation(|| result = Some(Body::decode(&bytes)));
-        if let Some(Ok(b)) = result {
-            // Whatever decodes also passed validation: it is a usable list.
-            prop_assert!(b.validate().is_ok());
+        for version in [1, 2] {
+            let mut result = None;
+            let big = largest_allocation(|| result = Some(Body::decode(&bytes, version)));
+            if let Some(Ok(b)) = result {
+                // Whatever decodes also passed validation: it is a usable list.
+                prop_assert!(b.validate().is_ok());
+            }
+            prop_assert!(big <= allowed(bytes.len()), "{big} bytes for {} input", bytes.len());
         }
-        prop_assert!(big <= allowed(bytes.len()), "{big} bytes for {} input", bytes.len());
     }
 
     #[test]
     fn random_bodies_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let big = largest_allocation(|| {
-            let _ = Body::decode(&bytes);
+            let _ = Body::decode(&bytes, 1);
+            let _ = Body::decode(&bytes, 2);
         });
         prop_assert!(big <= allowed(bytes.len()), "{big} bytes for {} input", bytes.len());
     }
@@ -183,7 +186,8 @@ fn maximal_length_fields_allocate_nothing_large() {
         bytes.push(0x01);
         bytes.extend_from_slice(&base[at..]);
         let big = largest_allocation(|| {
-            let _ = Body::decode(&bytes);
+            let _ = Body::decode(&bytes, 1);
+            let _ = Body::decode(&bytes, 2);
         });
         assert!(big <= allowed(bytes.len()), "offset {at}: {big} bytes");
     }

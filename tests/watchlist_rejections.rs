@@ -112,13 +112,13 @@ fn bad_magic() {
 #[test]
 fn unsupported_version() {
     let mut f = file(6);
-    f[8..10].copy_from_slice(&2u16.to_le_bytes());
+    f[8..10].copy_from_slice(&3u16.to_le_bytes());
     check("version", &f, &verifier(), |k| {
         matches!(
             k,
             Rejection::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         )
     });
@@ -192,8 +192,8 @@ fn malformed_but_signed_body() {
     // Garbage signed with the trusted key: the signature passes, the body decoder must refuse it.
     let key = signer();
     for garbage in [vec![0xffu8; 40], vec![5, 1, 2], Vec::new()] {
-        let mut f =
-            format::encode_header(KeyId::of(&key.verifying_key()), garbage.len() as u32).to_vec();
+        let mut f = format::encode_header(KeyId::of(&key.verifying_key()), 1, garbage.len() as u32)
+            .to_vec();
         f.extend_from_slice(&garbage);
         let sig = key.sign(&f);
         f.extend_from_slice(&sig.to_bytes());
@@ -205,7 +205,7 @@ fn malformed_but_signed_body() {
     let mut encoded = body(6, 5).encode().unwrap();
     encoded.push(0);
     let mut f =
-        format::encode_header(KeyId::of(&key.verifying_key()), encoded.len() as u32).to_vec();
+        format::encode_header(KeyId::of(&key.verifying_key()), 1, encoded.len() as u32).to_vec();
     f.extend_from_slice(&encoded);
     let sig = key.sign(&f);
     f.extend_from_slice(&sig.to_bytes());

@@ -18,6 +18,7 @@ use crate::samples::{
     bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
 };
 use crate::vision::faces::FaceModels;
+use crate::watchlist::format::Views;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,6 +44,10 @@ pub struct Args {
     /// it with, for comparison with another runtime (`tools/bench_tract_vs_onnxruntime.py`).
     #[arg(long)]
     pub models: bool,
+    /// Enrol the bench watchlist with `lanewatch enroll --mirror`'s descriptors, so that the lane
+    /// embeds every face twice (the chip and its mirror image), as it does for such a list.
+    #[arg(long)]
+    pub mirror: bool,
     /// Runs per network with --models.
     #[arg(long, default_value_t = 50)]
     pub runs: usize,
@@ -103,6 +108,8 @@ fn time_models(models: &FaceModels, runs: usize, json: bool) -> anyhow::Result<(
 #[derive(Debug, serde::Serialize)]
 pub struct BenchReport {
     pub source: String,
+    /// How faces were described: `chip`, or `chip-and-mirror` with --mirror.
+    pub views: String,
     pub frames: u64,
     pub faces: u64,
     pub embedded: u64,
@@ -126,7 +133,12 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         return time_models(&models, args.runs, args.json);
     }
     let work = TempDir::new("lanewatch-bench")?;
-    let list = install_demo_watchlist(&samples, &models, work.path())
+    let views = if args.mirror {
+        Views::ChipAndMirror
+    } else {
+        Views::Chip
+    };
+    let list = install_demo_watchlist(&samples, &models, work.path(), views)
         .context("preparing the watchlist for the match stage")?;
 
     let source = args.source.clone().unwrap_or_else(|| clip_spec(&samples));
@@ -193,6 +205,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let end = resident();
     let report = BenchReport {
         source: config.source.uri.clone(),
+        views: views.as_str().to_string(),
         frames: args.frames,
         faces,
         embedded,
@@ -222,8 +235,8 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
 
 fn print_report(r: &BenchReport) {
     println!(
-        "lanewatch bench: {} frames of {} ({} faces, {} embedded), {} CPU threads available",
-        r.frames, r.source, r.faces, r.embedded, r.threads
+        "lanewatch bench: {} frames of {} ({} faces, {} embedded as {}), {} CPU threads available",
+        r.frames, r.source, r.faces, r.embedded, r.views, r.threads
     );
     println!("  stage     median ms    p95 ms   samples   (align, embed, match: per face)");
     for (name, s) in &r.stages_ms {

@@ -12,6 +12,7 @@ use crate::samples::{
     bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
 };
 use crate::vision::faces::FaceModels;
+use crate::watchlist::format::Views;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -80,8 +81,8 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         "lanewatch demo: enrolling {} into a signed watchlist",
         samples.join("watchlist").display()
     );
-    let list =
-        install_demo_watchlist(&samples, &models, &work).context("preparing the demo watchlist")?;
+    let list = install_demo_watchlist(&samples, &models, &work, Views::Chip)
+        .context("preparing the demo watchlist")?;
     println!(
         "  {} person(s), sequence {}, installed in {}",
         list.people,

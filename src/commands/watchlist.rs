@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::watchlist::format::{Body, Entry, Header, decode_unverified};
+use crate::watchlist::format::{Body, Entry, Header, Views, decode_unverified};
 use crate::watchlist::store::{Installed, Store, read_capped};
 use crate::watchlist::verify::{EmbedderId, Verifier, unix_now};
 use crate::watchlist::{TrustedKeys, WatchlistError};
@@ -190,6 +190,15 @@ fn inspect(file: &Path, pubkeys: &[PathBuf], entries: bool) -> anyhow::Result<()
         "  thresholds:  distance <= {}, margin >= {}",
         body.thresholds.max_distance, body.thresholds.min_margin
     );
+    println!(
+        "  views:       {} ({})",
+        body.views.as_str(),
+        match body.views {
+            Views::Chip => "each face embedded once",
+            Views::ChipAndMirror =>
+                "each face: mean of the chip and its mirror image, on the lanes too (2 embeddings per face)",
+        }
+    );
     let embeddings: usize = body.entries.iter().map(|e| e.embeddings.len()).sum();
     println!(
         "  entries:     {} ({embeddings} embeddings)",
@@ -242,6 +251,7 @@ fn diff(old: &Path, new: &Path) -> anyhow::Result<()> {
         format!("{:?}", a.thresholds),
         format!("{:?}", b.thresholds),
     );
+    field("views", a.views.as_str().into(), b.views.as_str().into());
     if b.sequence <= a.sequence {
         println!(
             "  warning: NEW's sequence is not greater than OLD's; boxes will refuse it as a rollback"

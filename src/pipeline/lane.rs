@@ -12,6 +12,7 @@ use crate::alerts::dispatch::{Dispatcher, Outcome};
 use crate::camera::Frame;
 use crate::vision::faces::{FaceAnalyzer, FaceObservation};
 use crate::watchlist::LoadedWatchlist;
+use crate::watchlist::format::Views;
 
 /// Counters of the inference side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -148,6 +149,9 @@ impl Lane {
             // A camera renegotiated or a folder holds images of another size: re-plan the detector.
             self.analyzer.resize(w, h)?;
         }
+        // Live faces are described the way the list's entries were (a plain or a mirrored list).
+        let views = self.list.as_deref().map_or(Views::Chip, |l| l.body().views);
+        self.analyzer.set_augmentation(views.augmentation());
         self.observations = self
             .analyzer
             .analyze(&frame.rgb, self.settings.min_match_face_px)?;

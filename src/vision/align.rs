@@ -14,7 +14,7 @@ pub use chip::{
     AlignError, CHIP_PADDING, CHIP_SIZE, ChipDetails, ChipScratch, DRect, RgbChip,
     extract_image_chip, face_chip_details,
 };
-pub use jitter::{JitterRng, jitter_chip};
+pub use jitter::{JitterRng, jitter_chip, mirror_chip};
 pub use mtcnn::{
     BoxMapping, FITTED_BOX_MAPPING, MtcnnFace, chip_from_mtcnn_points, dlib_box_from_mtcnn,
 };

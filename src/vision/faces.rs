@@ -11,6 +11,7 @@ use image::RgbImage;
 use super::align::mtcnn::FITTED_BOX_MAPPING;
 use super::align::{
     Aligner, BoxMapping, ChipScratch, ChipSpec, JitterRng, MtcnnFace, RgbChip, jitter_chip,
+    mirror_chip,
 };
 use super::contract::Metric;
 use super::detect::{Detector, DetectorConfig, Face, main_face};
@@ -88,10 +89,20 @@ pub struct FaceAnalyzer {
     detector_config: DetectorConfig,
     models: FaceModels,
     times: StageTimes,
-    /// Descriptors averaged over this many jittered crops of each chip (0 or 1: the chip alone).
-    jitter: usize,
+    augmentation: Augmentation,
     jitter_scratch: ChipScratch,
     jitter_chip: RgbChip,
+}
+
+/// Test-time augmentation: a descriptor averaged over several views of one chip. Both sides of a
+/// comparison must be made the same way: on full LFW a jittered watchlist photo against a plain
+/// probe scores worse (98.38%) than plain against plain (98.58%), so only evaluation uses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Augmentation {
+    /// Average over this many jittered crops of the chip (dlib's `num_jitters`); 0 or 1: the chip.
+    pub jitter: usize,
+    /// Also average in the left-right mirror of every view.
+    pub mirror: bool,
 }
 
 impl FaceAnalyzer {
@@ -123,16 +134,15 @@ impl FaceAnalyzer {
             detector_config: config,
             models: models.clone(),
             times: StageTimes::default(),
-            jitter: 0,
+            augmentation: Augmentation::default(),
             jitter_scratch: ChipScratch::default(),
             jitter_chip: RgbChip::default(),
         })
     }
 
-    /// Averages each descriptor over `count` jittered crops of the chip (dlib's `num_jitters`:
-    /// 0 or 1 embeds the chip alone). For enrolment and evaluation; a lane embeds each face once.
-    pub fn set_jitter(&mut self, count: usize) {
-        self.jitter = count;
+    /// Makes every descriptor from augmented views of its chip (see [`Augmentation`]).
+    pub fn set_augmentation(&mut self, augmentation: Augmentation) {
+        self.augmentation = augmentation;
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -221,7 +231,7 @@ impl FaceAnalyzer {
         obs.embedding = Some(describe(
             &mut self.embedder,
             chip,
-            self.jitter,
+            self.augmentation,
             &mut self.jitter_scratch,
             &mut self.jitter_chip,
         )?);
@@ -284,29 +294,44 @@ impl FaceAnalyzer {
     }
 }
 
-/// A chip's descriptor, averaged over `jitter` jittered crops of it when `jitter > 1`.
+/// A chip's descriptor, averaged over the views `augmentation` asks for.
 fn describe(
     embedder: &mut Embedder,
     chip: &RgbChip,
-    jitter: usize,
+    augmentation: Augmentation,
     scratch: &mut ChipScratch,
-    crop: &mut RgbChip,
+    view: &mut RgbChip,
 ) -> anyhow::Result<Vec<f32>> {
-    if jitter <= 1 {
+    let Augmentation { jitter, mirror } = augmentation;
+    if jitter <= 1 && !mirror {
         return embedder.embed_packed(&chip.data, chip.width, chip.height);
     }
     let mut rng = JitterRng::for_chip(chip);
     let mut sum: Vec<f32> = Vec::new();
-    for _ in 0..jitter {
-        jitter_chip(chip, &mut rng, scratch, crop).context("jittering a face chip")?;
-        let d = embedder.embed_packed(&crop.data, crop.width, crop.height)?;
+    let mut views = 0usize;
+    let mut add = |view: &RgbChip| -> anyhow::Result<()> {
+        let d = embedder.embed_packed(&view.data, view.width, view.height)?;
         if sum.is_empty() {
             sum = d;
         } else {
             sum.iter_mut().zip(&d).for_each(|(s, x)| *s += x);
         }
+        views += 1;
+        Ok(())
+    };
+    for _ in 0..jitter.max(1) {
+        if jitter > 1 {
+            jitter_chip(chip, &mut rng, scratch, view).context("jittering a face chip")?;
+        } else {
+            view.clone_from(chip);
+        }
+        add(view)?;
+        if mirror {
+            mirror_chip(view);
+            add(view)?;
+        }
     }
-    let n = jitter as f32;
+    let n = views as f32;
     sum.iter_mut().for_each(|s| *s /= n);
     // dlib averages raw descriptors; a cosine embedder's descriptors stay unit length.
     Ok(match embedder.spec().metric {

@@ -3,7 +3,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 
 use super::error::Rejection;
-use super::format::{Body, Entry, Thresholds, encode_header};
+use super::format::{Body, Entry, Thresholds, Views, encode_header};
 use super::keys::KeyId;
 use super::verify::EmbedderId;
 
@@ -32,8 +32,15 @@ impl WatchlistBuilder {
                 metric: embedder.metric,
                 thresholds,
                 entries: Vec::new(),
+                views: Views::Chip,
             },
         }
+    }
+
+    /// Records how every embedding was made; lanes loading the list describe faces the same way.
+    pub fn views(&mut self, views: Views) -> &mut WatchlistBuilder {
+        self.body.views = views;
+        self
     }
 
     /// Adds one person; checked with the rest of the list in [`WatchlistBuilder::sign`].
@@ -61,7 +68,7 @@ pub fn sign_body(body: &Body, key: &SigningKey) -> Result<Vec<u8>, Rejection> {
     })?;
     let key_id = KeyId::of(&key.verifying_key());
     let mut file = Vec::with_capacity(super::format::HEADER_LEN + encoded.len() + 64);
-    file.extend_from_slice(&encode_header(key_id, len));
+    file.extend_from_slice(&encode_header(key_id, body.version(), len));
     file.extend_from_slice(&encoded);
     let signature = key.sign(&file);
     file.extend_from_slice(&signature.to_bytes());

@@ -30,7 +30,7 @@ pub enum Rejection {
     )]
     BadMagic,
     #[error(
-        "it is format version {found}, this lanewatch reads version {supported}; re-issue it with a matching `lanewatch` or update the box"
+        "it is format version {found}, this lanewatch reads versions 1 to {supported}; re-issue it with a matching `lanewatch` or update the box"
     )]
     UnsupportedVersion { found: u16, supported: u16 },
     #[error(

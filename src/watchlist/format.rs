@@ -3,7 +3,8 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  b"LWLIST\r\n"
-//! 8       2     format version, u16 little-endian (1)
+//! 8       2     format version, u16 little-endian (1, or 2 when the body says how its
+//!               embeddings were made: see `Views`)
 //! 10      8     key id: first 8 bytes of sha256(ed25519 public key)
 //! 18      4     body length N, u32 little-endian
 //! 22      N     body: postcard encoding of `Body`
@@ -23,10 +24,12 @@ use serde::{Deserialize, Serialize};
 use super::error::Rejection;
 use super::keys::KeyId;
 use crate::vision::contract::Metric;
+use crate::vision::faces::Augmentation;
 use crate::vision::model::Fingerprint;
 
 pub const MAGIC: [u8; 8] = *b"LWLIST\r\n";
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest version this build reads and writes; it reads every version from 1 up.
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 22;
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -82,7 +85,7 @@ impl<'a> Envelope<'a> {
             });
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(Rejection::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -124,14 +127,15 @@ impl<'a> Envelope<'a> {
 /// technician's machine, and for reading the sequence of the box's own installed file.
 pub fn decode_unverified(bytes: &[u8]) -> Result<(Header, Body), Rejection> {
     let envelope = Envelope::parse(bytes)?;
-    Ok((envelope.header, Body::decode(envelope.body)?))
+    let body = Body::decode(envelope.body, envelope.header.version)?;
+    Ok((envelope.header, body))
 }
 
-/// Writes the header for a body of `body_len` bytes signed by `key_id`.
-pub fn encode_header(key_id: KeyId, body_len: u32) -> [u8; HEADER_LEN] {
+/// Writes the header for a body of format `version` and `body_len` bytes signed by `key_id`.
+pub fn encode_header(key_id: KeyId, version: u16, body_len: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..10].copy_from_slice(&version.to_le_bytes());
     h[10..18].copy_from_slice(&key_id.0);
     h[18..22].copy_from_slice(&body_len.to_le_bytes());
     h
@@ -190,6 +194,36 @@ impl Thresholds {
     }
 }
 
+/// How every embedding in a list was made from a face chip. A box describes live faces the same
+/// way, because a descriptor made one way drifts from one made another (models/README.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")] // names in JSON (threshold tables); postcard writes the index
+pub enum Views {
+    /// The chip, embedded once: format version 1 implies it.
+    #[default]
+    Chip,
+    /// The mean of the chip's and its left-right mirror image's descriptors: finds more listed
+    /// people at the same false-alert rate, for twice the embedding work per face.
+    ChipAndMirror,
+}
+
+impl Views {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Views::Chip => "chip",
+            Views::ChipAndMirror => "chip-and-mirror",
+        }
+    }
+
+    /// The analyser setting that makes descriptors this way.
+    pub fn augmentation(self) -> Augmentation {
+        Augmentation {
+            jitter: 0,
+            mirror: self == Views::ChipAndMirror,
+        }
+    }
+}
+
 /// One watchlisted person.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -223,13 +257,31 @@ pub struct Body {
     pub thresholds: Thresholds,
     #[serde(deserialize_with = "bounded_seq::<_, _, MAX_ENTRIES>")]
     pub entries: Vec<Entry>,
+    /// Version 2 only, after the entries; version 1 bodies are [`Views::Chip`].
+    #[serde(skip)]
+    pub views: Views,
 }
 
 impl Body {
-    /// Decodes a body, rejecting bytes left over after it (postcard would silently ignore them).
-    pub fn decode(bytes: &[u8]) -> Result<Body, Rejection> {
-        let (body, rest) = postcard::take_from_bytes::<Body>(bytes)
-            .map_err(|e| Rejection::Malformed(format!("postcard: {e}")))?;
+    /// The format version this body is written in: the oldest that can say what it holds, so
+    /// boxes that read only version 1 keep taking plain lists.
+    pub fn version(&self) -> u16 {
+        match self.views {
+            Views::Chip => 1,
+            Views::ChipAndMirror => 2,
+        }
+    }
+
+    /// Decodes a body of format `version`, rejecting bytes left over after it (postcard would
+    /// silently ignore them).
+    pub fn decode(bytes: &[u8], version: u16) -> Result<Body, Rejection> {
+        let malformed = |e: postcard::Error| Rejection::Malformed(format!("postcard: {e}"));
+        let (mut body, mut rest) = postcard::take_from_bytes::<Body>(bytes).map_err(malformed)?;
+        if version >= 2 {
+            let (views, after) = postcard::take_from_bytes::<Views>(rest).map_err(malformed)?;
+            body.views = views;
+            rest = after;
+        }
         if !rest.is_empty() {
             return Err(Rejection::Malformed(format!(
                 "{} bytes left over after the body",
@@ -240,10 +292,14 @@ impl Body {
         Ok(body)
     }
 
+    /// Encodes the body in format [`Self::version`].
     pub fn encode(&self) -> Result<Vec<u8>, Rejection> {
         self.validate()?;
-        let bytes = postcard::to_stdvec(self)
-            .map_err(|e| Rejection::Malformed(format!("postcard: {e}")))?;
+        let malformed = |e: postcard::Error| Rejection::Malformed(format!("postcard: {e}"));
+        let mut bytes = postcard::to_stdvec(self).map_err(malformed)?;
+        if self.version() >= 2 {
+            bytes.extend(postcard::to_stdvec(&self.views).map_err(malformed)?);
+        }
         if bytes.len() > MAX_BODY_LEN as usize {
             return Err(Rejection::TooLarge {
                 size: bytes.len() as u64,
@@ -426,18 +482,49 @@ mod tests {
                 embeddings: vec![vec![0.5, -0.25]],
                 photo_sha256: vec![[1; 32]],
             }],
+            views: Views::Chip,
         }
     }
 
     #[test]
     fn body_round_trips_and_rejects_leftovers() {
         let b = body();
+        assert_eq!(b.version(), 1);
         let mut bytes = b.encode().unwrap();
-        assert_eq!(Body::decode(&bytes).unwrap(), b);
+        assert_eq!(Body::decode(&bytes, 1).unwrap(), b);
         bytes.push(0);
         assert!(
-            matches!(Body::decode(&bytes), Err(Rejection::Malformed(m)) if m.contains("left over"))
+            matches!(Body::decode(&bytes, 1), Err(Rejection::Malformed(m)) if m.contains("left over"))
         );
+    }
+
+    #[test]
+    fn views_need_version_2_and_only_it_carries_them() {
+        let plain = body();
+        let mirrored = Body {
+            views: Views::ChipAndMirror,
+            ..body()
+        };
+        assert_eq!(mirrored.version(), 2);
+        let v1 = plain.encode().unwrap();
+        let v2 = mirrored.encode().unwrap();
+        // Version 2 is version 1 with the views after the entries.
+        assert_eq!(&v2[..v1.len()], &v1[..]);
+        assert_eq!(&v2[v1.len()..], &[1]);
+        assert_eq!(Body::decode(&v2, 2).unwrap(), mirrored);
+        // Read as version 1 the views byte is left over; a version 2 body must carry them.
+        assert!(matches!(Body::decode(&v2, 1), Err(Rejection::Malformed(_))));
+        assert!(matches!(Body::decode(&v1, 2), Err(Rejection::Malformed(_))));
+        // A version 2 body may say Chip; an unknown variant is refused.
+        let mut chip_v2 = v1.clone();
+        chip_v2.push(0);
+        assert_eq!(Body::decode(&chip_v2, 2).unwrap(), plain);
+        let mut unknown = v1;
+        unknown.push(2);
+        assert!(matches!(
+            Body::decode(&unknown, 2),
+            Err(Rejection::Malformed(_))
+        ));
     }
 
     #[test]
@@ -483,6 +570,10 @@ mod tests {
         want.push(0x01);
         want.extend([1u8; 32]);
         assert_eq!(bytes, want);
+        // Version 2: the same, then the views (1 = chip-and-mirror).
+        b.views = Views::ChipAndMirror;
+        want.push(0x01);
+        assert_eq!(b.encode().unwrap(), want);
     }
 
     #[test]
@@ -494,7 +585,12 @@ mod tests {
         bytes.pop();
         bytes.extend([0xff; 9]);
         bytes.push(0x01);
-        assert!(matches!(Body::decode(&bytes), Err(Rejection::Malformed(_))));
+        for version in [1, 2] {
+            assert!(matches!(
+                Body::decode(&bytes, version),
+                Err(Rejection::Malformed(_))
+            ));
+        }
     }
 
     #[test]
@@ -540,7 +636,7 @@ mod tests {
     #[test]
     fn envelope_checks_magic_version_and_length() {
         let body = [1u8, 2, 3];
-        let mut file = encode_header(KeyId([4; 8]), 3).to_vec();
+        let mut file = encode_header(KeyId([4; 8]), 1, 3).to_vec();
         file.extend(body);
         file.extend([0u8; SIGNATURE_LEN]);
         let env = Envelope::parse(&file).unwrap();
@@ -566,10 +662,14 @@ mod tests {
         assert!(matches!(Envelope::parse(&magic), Err(Rejection::BadMagic)));
         let mut version = file.clone();
         version[8] = 2;
-        assert!(matches!(
-            Envelope::parse(&version),
-            Err(Rejection::UnsupportedVersion { found: 2, .. })
-        ));
+        assert_eq!(Envelope::parse(&version).unwrap().header.version, 2);
+        for unsupported in [0, FORMAT_VERSION + 1] {
+            version[8..10].copy_from_slice(&unsupported.to_le_bytes());
+            assert!(matches!(
+                Envelope::parse(&version),
+                Err(Rejection::UnsupportedVersion { found, .. }) if found == unsupported
+            ));
+        }
         let mut huge = file;
         huge[18..22].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(

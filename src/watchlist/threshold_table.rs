@@ -14,6 +14,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 
+use super::format::Views;
 use crate::vision::model::Fingerprint;
 
 pub const FORMAT: &str = "lanewatch-thresholds/1";
@@ -26,6 +27,9 @@ pub struct ThresholdTable {
     pub embedder_sha256: String,
     /// What it was measured on, for people reading the file.
     pub measured_on: String,
+    /// How the descriptors were made (`trainer eval lfw --mirror`); absent means `chip`.
+    #[serde(default)]
+    pub views: Views,
     pub rows: Vec<ThresholdRow>,
 }
 
@@ -114,6 +118,25 @@ impl ThresholdTable {
         Ok(())
     }
 
+    /// Refuses a table measured with descriptors made another way than the list's: distances
+    /// between mirror-averaged descriptors are shorter, and so are their thresholds.
+    pub fn check_views(&self, views: Views, file: &Path) -> anyhow::Result<()> {
+        ensure!(
+            self.views == views,
+            "threshold table {} was measured with {} descriptors, but this list is made with {}: pass the table for {} (`trainer eval lfw{} --thresholds-out`)",
+            file.display(),
+            self.views.as_str(),
+            views.as_str(),
+            views.as_str(),
+            if views == Views::ChipAndMirror {
+                " --mirror"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
     /// The threshold for a list of `people` at `fpir`: the row for the smallest tabled size that is
     /// at least `people` (a longer list needs a stricter threshold, so rounding up keeps to the
     /// target).
@@ -158,12 +181,17 @@ impl ThresholdTable {
     }
 }
 
-/// Where `lanewatch enroll` looks for an embedder's table: beside it, `NAME.thresholds.json`.
-pub fn default_path(embedder: &Path) -> std::path::PathBuf {
+/// Where `lanewatch enroll` looks for an embedder's table: beside it, `NAME.thresholds.json`, or
+/// `NAME.mirror.thresholds.json` for mirror-averaged descriptors.
+pub fn default_path(embedder: &Path, views: Views) -> std::path::PathBuf {
     let stem = embedder
         .file_stem()
         .map_or_else(|| "embedder".into(), |s| s.to_string_lossy().into_owned());
-    embedder.with_file_name(format!("{stem}.thresholds.json"))
+    let views = match views {
+        Views::Chip => "",
+        Views::ChipAndMirror => ".mirror",
+    };
+    embedder.with_file_name(format!("{stem}{views}.thresholds.json"))
 }
 
 #[cfg(test)]
@@ -184,6 +212,7 @@ mod tests {
 
     fn table() -> ThresholdTable {
         ThresholdTable {
+            views: Views::Chip,
             format: FORMAT.into(),
             embedder_sha256: "ab".repeat(32),
             measured_on: "test".into(),
@@ -276,23 +305,31 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_table_fits_the_shipped_embedder() {
+    fn the_shipped_tables_fit_the_shipped_embedder() {
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        let file = models.join("dlib_resnet_v1.thresholds.json");
-        let t = ThresholdTable::read(&file).unwrap();
-        let model = std::fs::read(models.join("dlib_resnet_v1.onnx")).unwrap();
-        t.check_embedder(&Fingerprint::of(&model), &file).unwrap();
-        for fpir in [0.01, 0.001] {
-            let (a, b, c) = (
-                t.choose(100, fpir).unwrap(),
-                t.choose(1000, fpir).unwrap(),
-                t.choose(10_000, fpir).unwrap(),
-            );
-            assert!(a.threshold > b.threshold && b.threshold >= c.threshold);
-            assert!(a.row.fpir <= fpir && b.row.fpir <= fpir && c.row.fpir <= fpir);
+        let embedder = models.join("dlib_resnet_v1.onnx");
+        let model = std::fs::read(&embedder).unwrap();
+        let mut at_100 = Vec::new();
+        for views in [Views::Chip, Views::ChipAndMirror] {
+            let file = default_path(&embedder, views);
+            let t = ThresholdTable::read(&file).unwrap();
+            t.check_embedder(&Fingerprint::of(&model), &file).unwrap();
+            t.check_views(views, &file).unwrap();
+            for fpir in [0.01, 0.001] {
+                let (a, b, c) = (
+                    t.choose(100, fpir).unwrap(),
+                    t.choose(1000, fpir).unwrap(),
+                    t.choose(10_000, fpir).unwrap(),
+                );
+                assert!(a.threshold > b.threshold && b.threshold >= c.threshold);
+                assert!(a.row.fpir <= fpir && b.row.fpir <= fpir && c.row.fpir <= fpir);
+            }
+            // The model's own 1:1 threshold is tabled, and costs most strangers a false alert at 100.
+            assert!(t.at_threshold(100, 0.6).unwrap().fpir > 0.3);
+            at_100.push(t.choose(100, 0.01).unwrap().row.fnir);
         }
-        // The model's own 1:1 threshold is tabled, and costs most strangers a false alert at 100.
-        assert!(t.at_threshold(100, 0.6).unwrap().fpir > 0.3);
+        // Mirror averaging misses fewer listed people at the same FPIR (the reason to offer it).
+        assert!(at_100[1] < at_100[0], "{at_100:?}");
     }
 
     #[test]
@@ -309,8 +346,41 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            default_path(Path::new("models/dlib_resnet_v1.onnx")),
+            default_path(Path::new("models/dlib_resnet_v1.onnx"), Views::Chip),
             Path::new("models/dlib_resnet_v1.thresholds.json")
+        );
+    }
+
+    #[test]
+    fn a_table_for_other_views_is_refused() {
+        let t = table();
+        let f = Path::new("m.thresholds.json");
+        assert_eq!(t.views, Views::Chip);
+        t.check_views(Views::Chip, f).unwrap();
+        let err = t
+            .check_views(Views::ChipAndMirror, f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("m.thresholds.json") && err.contains("--mirror"),
+            "{err}"
+        );
+        // Written and read back with its views; a name it does not know is refused.
+        let mirrored = ThresholdTable {
+            views: Views::ChipAndMirror,
+            ..table()
+        };
+        let json = serde_json::to_string(&mirrored).unwrap();
+        assert!(json.contains("\"views\":\"chip-and-mirror\""), "{json}");
+        assert_eq!(ThresholdTable::parse(json.as_bytes(), f).unwrap(), mirrored);
+        let odd = json.replace("chip-and-mirror", "chip-and-jitter");
+        assert!(ThresholdTable::parse(odd.as_bytes(), f).is_err());
+        assert_eq!(
+            default_path(
+                Path::new("models/dlib_resnet_v1.onnx"),
+                Views::ChipAndMirror
+            ),
+            Path::new("models/dlib_resnet_v1.mirror.thresholds.json")
         );
     }
 }

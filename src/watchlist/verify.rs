@@ -86,7 +86,7 @@ impl Verifier {
         let signature = Signature::from_bytes(&envelope.signature);
         key.verify_strict(envelope.signed, &signature)
             .map_err(|_| Rejection::BadSignature { key_id })?;
-        let body = Body::decode(envelope.body)?;
+        let body = Body::decode(envelope.body, envelope.header.version)?;
         Ok((envelope.header, body))
     }
 

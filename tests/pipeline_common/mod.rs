@@ -18,7 +18,7 @@ use lanewatch::pipeline::alerting::dispatcher_from_config;
 use lanewatch::pipeline::{Lane, LaneRig, LaneSettings, Pacing, Watcher, WatchlistSlot};
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::faces::{FaceAnalyzer, FaceModels};
-use lanewatch::watchlist::format::{Severity, Thresholds};
+use lanewatch::watchlist::format::{Severity, Thresholds, Views};
 use lanewatch::watchlist::verify::unix_now;
 use lanewatch::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
 
@@ -66,6 +66,16 @@ pub fn verifier() -> Verifier {
 
 /// A signed list of `people` (each enrolled from the given LFW images, by position), at `sequence`.
 pub fn watchlist(work: &Path, people: &[(&str, &[usize])], sequence: u64) -> Vec<u8> {
+    watchlist_with_views(work, people, sequence, Views::Chip)
+}
+
+/// [`watchlist`] with its embeddings made as `views` says.
+pub fn watchlist_with_views(
+    work: &Path,
+    people: &[(&str, &[usize])],
+    sequence: u64,
+    views: Views,
+) -> Vec<u8> {
     let photos = work.join(format!("photos-{sequence}"));
     for (name, images) in people {
         let dir = photos.join(name);
@@ -76,6 +86,7 @@ pub fn watchlist(work: &Path, people: &[(&str, &[usize])], sequence: u64) -> Vec
     }
     let models = FaceModels::bundled();
     let mut analyzer = FaceAnalyzer::open(&models, 250, 250, DetectorConfig::default()).unwrap();
+    analyzer.set_augmentation(views.augmentation());
     let threshold = analyzer.embedder().spec().threshold;
     let enrolled = enrol_folder(
         &mut analyzer,
@@ -100,6 +111,7 @@ pub fn watchlist(work: &Path, people: &[(&str, &[usize])], sequence: u64) -> Vec
             expires_at: now + 3600,
             list: "test".into(),
             severity: Severity::High,
+            views,
         },
         &key(),
     )

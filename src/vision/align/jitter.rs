@@ -111,7 +111,8 @@ fn draw(rng: &mut JitterRng, side: usize) -> (ChipDetails, bool) {
     (details, mirror)
 }
 
-fn mirror_rows(chip: &mut RgbChip) {
+/// Mirrors a chip left to right in place.
+pub fn mirror_chip(chip: &mut RgbChip) {
     let w = chip.width;
     for row in chip.data.chunks_exact_mut(3 * w) {
         for x in 0..w / 2 {
@@ -144,7 +145,7 @@ pub fn jitter_chip(
         })?;
     extract_image_chip(&view, &details, scratch, out)?;
     if mirror {
-        mirror_rows(out);
+        mirror_chip(out);
     }
     Ok(())
 }

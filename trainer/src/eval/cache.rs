@@ -2,7 +2,7 @@
 //! tens of minutes on a small machine; the 1:N table or a second pairs file should not redo that.
 //!
 //! The file is keyed by everything that changes an embedding: the sha256 of the five model files, the
-//! detector settings and the jitter count. A file made with anything else is not reused (and is overwritten). It is
+//! detector settings and the descriptor views (`--jitter`, `--mirror`). A file made with anything else is not reused (and is overwritten). It is
 //! written atomically, so a run killed half-way leaves the previous file whole.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use lanewatch::fsio::write_atomically;
 use lanewatch::vision::detect::DetectorConfig;
-use lanewatch::vision::faces::FaceModels;
+use lanewatch::vision::faces::{Augmentation, FaceModels};
 use sha2::{Digest, Sha256};
 
 const FORMAT: &str = "lanewatch-eval-embeddings/1";
@@ -35,11 +35,11 @@ struct Stored {
     entries: Vec<(String, Option<Vec<f32>>)>,
 }
 
-/// sha256 over the model files' contents, the detector settings and the jitter count.
+/// sha256 over the model files' contents, the detector settings and the descriptor views.
 fn pipeline_key(
     models: &FaceModels,
     config: &DetectorConfig,
-    jitter: usize,
+    augmentation: Augmentation,
 ) -> anyhow::Result<String> {
     let mut h = Sha256::new();
     for path in [
@@ -53,7 +53,9 @@ fn pipeline_key(
             .with_context(|| format!("cannot read model file {}", path.display()))?;
         h.update(Sha256::digest(&bytes));
     }
-    h.update(format!("{config:?} jitter={jitter}").as_bytes());
+    // Written so that files made before --mirror existed keep their keys.
+    let mirror = if augmentation.mirror { " mirror" } else { "" };
+    h.update(format!("{config:?} jitter={}{mirror}", augmentation.jitter).as_bytes());
     Ok(hex::encode(h.finalize()))
 }
 
@@ -75,9 +77,9 @@ impl EmbeddingCache {
         root: &Path,
         models: &FaceModels,
         config: &DetectorConfig,
-        jitter: usize,
+        augmentation: Augmentation,
     ) -> anyhow::Result<EmbeddingCache> {
-        let key = pipeline_key(models, config, jitter)?;
+        let key = pipeline_key(models, config, augmentation)?;
         let mut cache = EmbeddingCache {
             file: Some(file.to_path_buf()),
             root: root.to_path_buf(),
@@ -174,6 +176,11 @@ mod tests {
     use super::*;
     use lanewatch::fsio::TempDir;
 
+    const PLAIN: Augmentation = Augmentation {
+        jitter: 0,
+        mirror: false,
+    };
+
     fn models() -> FaceModels {
         FaceModels::in_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
     }
@@ -184,7 +191,7 @@ mod tests {
         let file = tmp.path().join("e.json");
         let root = Path::new("/lfw");
         let config = DetectorConfig::default();
-        let mut c = EmbeddingCache::open(&file, root, &models(), &config, 0).unwrap();
+        let mut c = EmbeddingCache::open(&file, root, &models(), &config, PLAIN).unwrap();
         assert!(c.is_empty());
         c.extend([
             (root.join("A/A_0001.jpg"), Some(vec![0.5, -0.25])),
@@ -192,7 +199,7 @@ mod tests {
         ]);
         c.save().unwrap();
 
-        let same = EmbeddingCache::open(&file, root, &models(), &config, 0).unwrap();
+        let same = EmbeddingCache::open(&file, root, &models(), &config, PLAIN).unwrap();
         assert_eq!(same.len(), 2);
         assert_eq!(
             same.get(&root.join("A/A_0001.jpg")),
@@ -205,21 +212,32 @@ mod tests {
             ..config.clone()
         };
         assert!(
-            EmbeddingCache::open(&file, root, &models(), &other_settings, 0)
+            EmbeddingCache::open(&file, root, &models(), &other_settings, PLAIN)
                 .unwrap()
                 .is_empty()
         );
-        assert!(
-            EmbeddingCache::open(&file, root, &models(), &config, 10)
-                .unwrap()
-                .is_empty()
-        );
+        for other in [
+            Augmentation {
+                jitter: 10,
+                mirror: false,
+            },
+            Augmentation {
+                jitter: 0,
+                mirror: true,
+            },
+        ] {
+            assert!(
+                EmbeddingCache::open(&file, root, &models(), &config, other)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
         let mut other_model = models();
         other_model.embedder = other_model
             .embedder
             .with_file_name("dlib_resnet_v1_int8.onnx");
         assert!(
-            EmbeddingCache::open(&file, root, &other_model, &config, 0)
+            EmbeddingCache::open(&file, root, &other_model, &config, PLAIN)
                 .unwrap()
                 .is_empty()
         );
@@ -231,14 +249,14 @@ mod tests {
         )
         .unwrap();
         assert!(
-            EmbeddingCache::open(&file, root, &models(), &config, 0)
+            EmbeddingCache::open(&file, root, &models(), &config, PLAIN)
                 .unwrap()
                 .is_empty()
         );
         // A missing model file is an error naming it.
         let mut missing = models();
         missing.embedder = tmp.path().join("nope.onnx");
-        let err = EmbeddingCache::open(&file, root, &missing, &config, 0)
+        let err = EmbeddingCache::open(&file, root, &missing, &config, PLAIN)
             .err()
             .unwrap();
         assert!(format!("{err:#}").contains("nope.onnx"), "{err:#}");

@@ -9,7 +9,8 @@ use anyhow::Context;
 use lanewatch::fsio::write_atomically;
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::embed::{Embedder, distance};
-use lanewatch::vision::faces::{FaceAnalyzer, FaceModels, read_rgb};
+use lanewatch::vision::faces::{Augmentation, FaceAnalyzer, FaceModels, read_rgb};
+use lanewatch::watchlist::format::Views;
 use lanewatch::watchlist::threshold_table::{self, FEW_FALSE_ALERTS, ThresholdRow, ThresholdTable};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +49,10 @@ pub struct LfwArgs {
     /// published 99.38% used 100). 0 embeds each chip once, as a lane does.
     #[arg(long, default_value_t = 0)]
     pub jitter: usize,
+    /// Also average in the left-right mirror of every view (two embeddings per chip without
+    /// --jitter). Like --jitter, it describes both images of a pair the same way.
+    #[arg(long)]
+    pub mirror: bool,
     /// Worker threads (each loads its own copy of the models).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -85,6 +90,14 @@ pub struct LfwArgs {
 }
 
 impl LfwArgs {
+    /// The descriptor views `--jitter` and `--mirror` ask for.
+    pub fn augmentation(&self) -> Augmentation {
+        Augmentation {
+            jitter: self.jitter,
+            mirror: self.mirror,
+        }
+    }
+
     /// The defaults of the command line for these three paths.
     pub fn new(images: PathBuf, pairs: PathBuf, model: PathBuf, models_dir: PathBuf) -> LfwArgs {
         LfwArgs {
@@ -95,6 +108,7 @@ impl LfwArgs {
             far: 1e-3,
             min_face: 20.0,
             jitter: 0,
+            mirror: false,
             threads: 2,
             json: false,
             all_images: false,
@@ -112,6 +126,12 @@ impl LfwArgs {
 pub fn execute(protocol: Protocol) -> anyhow::Result<()> {
     match protocol {
         Protocol::Lfw(args) => {
+            // A table is read by `lanewatch enroll`, and lanes never jitter: one made from jittered
+            // descriptors would pick thresholds for distances no lane sees.
+            anyhow::ensure!(
+                args.thresholds_out.is_none() || args.jitter <= 1,
+                "--thresholds-out cannot be used with --jitter: lanes describe faces without jitter"
+            );
             let run = run_lfw(&args)?;
             print_report(&args, &run);
             if let Some(out) = &args.thresholds_out {
@@ -160,7 +180,9 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
         ..DetectorConfig::default()
     };
     let mut cache = match &args.cache {
-        Some(file) => EmbeddingCache::open(file, &args.images, &models, &config, args.jitter)?,
+        Some(file) => {
+            EmbeddingCache::open(file, &args.images, &models, &config, args.augmentation())?
+        }
         None => EmbeddingCache::in_memory(),
     };
     let todo: Vec<PathBuf> = images
@@ -173,7 +195,7 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
         &todo,
         &models,
         &config,
-        args.jitter,
+        args.augmentation(),
         args.threads.clamp(1, 64),
     )?;
     let seconds = start.elapsed().as_secs_f64();
@@ -228,6 +250,11 @@ fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Re
     let id = &run.identification;
     let table = ThresholdTable {
         format: threshold_table::FORMAT.to_string(),
+        views: if args.mirror {
+            Views::ChipAndMirror
+        } else {
+            Views::Chip
+        },
         embedder_sha256: hex::encode(Sha256::digest(&model)),
         measured_on: format!(
             "trainer eval lfw on the folder {:?} ({} images, {} people enrolled with one image each, {} mated searches, {} random lists per measured size)",
@@ -303,7 +330,7 @@ fn embed_all(
     images: &[PathBuf],
     models: &FaceModels,
     config: &DetectorConfig,
-    jitter: usize,
+    augmentation: Augmentation,
     threads: usize,
 ) -> anyhow::Result<BTreeMap<PathBuf, Option<Vec<f32>>>> {
     let next = AtomicUsize::new(0);
@@ -313,7 +340,7 @@ fn embed_all(
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<Embeddings> {
                     let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
-                    analyzer.set_jitter(jitter);
+                    analyzer.set_augmentation(augmentation);
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -364,11 +391,7 @@ fn print_report(args: &LfwArgs, run: &LfwRun) {
         model_name(&args.model),
         r.pairs,
         r.folds.len(),
-        if args.jitter > 1 {
-            format!(", descriptors averaged over {} jittered crops", args.jitter)
-        } else {
-            String::new()
-        }
+        describe_augmentation(args.augmentation())
     );
     println!(
         "  accuracy        {:.2}% ± {:.2}",
@@ -453,4 +476,17 @@ fn model_name(p: &Path) -> String {
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// How the report's descriptors were made, for its title line.
+fn describe_augmentation(a: Augmentation) -> String {
+    match (a.jitter > 1, a.mirror) {
+        (false, false) => String::new(),
+        (true, false) => format!(", descriptors averaged over {} jittered crops", a.jitter),
+        (false, true) => ", descriptors averaged with the mirrored chip".to_string(),
+        (true, true) => format!(
+            ", descriptors averaged over {} jittered crops and their mirrors",
+            a.jitter
+        ),
+    }
 }
