@@ -14,6 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use crate::watchlist::active::{ActiveWatchlist, Reload};
+use crate::watchlist::format::Views;
 use crate::watchlist::store::StoreError;
 use crate::watchlist::verify::unix_now;
 use crate::watchlist::{LoadedWatchlist, Store, Verifier};
@@ -120,10 +121,11 @@ impl Watcher {
                 Ok(active) => {
                     let list = active.current();
                     let msg = format!(
-                        "watchlist {} active: sequence {}, {} people",
+                        "watchlist {} active: sequence {}, {} people{}",
                         list.path.display(),
                         list.sequence(),
-                        list.body().entries.len()
+                        list.body().entries.len(),
+                        views_note(list.body().views)
                     );
                     (self.report)(&msg);
                     self.last_problem = None;
@@ -145,8 +147,9 @@ impl Watcher {
                 Ok(Reload::Swapped { from, to }) => {
                     let list = active.current();
                     let msg = format!(
-                        "watchlist reloaded: sequence {from} -> {to}, {} people",
-                        list.body().entries.len()
+                        "watchlist reloaded: sequence {from} -> {to}, {} people{}",
+                        list.body().entries.len(),
+                        views_note(list.body().views)
                     );
                     (self.report)(&msg);
                     self.last_problem = None;
@@ -222,5 +225,13 @@ impl Drop for WatcherThread {
             h.thread().unpark();
             let _ = h.join();
         }
+    }
+}
+
+/// What an operator should know about how a list's faces are described (nothing for the default).
+fn views_note(views: Views) -> &'static str {
+    match views {
+        Views::Chip => "",
+        Views::ChipAndMirror => ", faces described with their mirror image (2 embeddings per face)",
     }
 }
