@@ -51,6 +51,9 @@ pub struct Args {
     /// Runs per network with --models.
     #[arg(long, default_value_t = 50)]
     pub runs: usize,
+    /// With --models: also print where each network's time goes in tract, by kind of operation.
+    #[arg(long, requires = "models")]
+    pub profile: bool,
 }
 
 /// The shapes each network runs at in the lane: the embedder on one chip, P-Net on the first pyramid
@@ -66,7 +69,7 @@ pub fn model_shapes(models: &FaceModels) -> Vec<(String, PathBuf, [usize; 4])> {
 }
 
 /// Median and p95 of `runs` tract runs of each network on a fixed pseudo-image input.
-fn time_models(models: &FaceModels, runs: usize, json: bool) -> anyhow::Result<()> {
+fn time_models(models: &FaceModels, runs: usize, json: bool, profile: bool) -> anyhow::Result<()> {
     use tract_onnx::prelude::Tensor;
     let mut out = Vec::new();
     for (name, path, [n, c, h, w]) in model_shapes(models) {
@@ -85,6 +88,21 @@ fn time_models(models: &FaceModels, runs: usize, json: bool) -> anyhow::Result<(
             let t = Instant::now();
             model.run(input.clone())?;
             lat.record(Stage::Embed, t.elapsed());
+        }
+        if profile {
+            let ops = model.profile(&input, runs)?;
+            let total: f64 = ops.iter().map(|(_, d)| d.as_secs_f64()).sum();
+            eprintln!(
+                "  {name} {:?}: time by operation over {runs} runs",
+                [n, c, h, w]
+            );
+            for (op, d) in ops.iter().take(8) {
+                eprintln!(
+                    "    {op:<24} {:>8.3} ms/run {:>5.1}%",
+                    1e3 * d.as_secs_f64() / runs.max(1) as f64,
+                    100.0 * d.as_secs_f64() / total.max(f64::MIN_POSITIVE)
+                );
+            }
         }
         out.push((name, [n, c, h, w], lat.summary(Stage::Embed)));
     }
@@ -130,7 +148,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let models_dir = args.models_dir.unwrap_or_else(bundled_models_dir);
     let models = FaceModels::in_dir(&models_dir);
     if args.models {
-        return time_models(&models, args.runs, args.json);
+        return time_models(&models, args.runs, args.json, args.profile);
     }
     let work = TempDir::new("lanewatch-bench")?;
     let views = if args.mirror {

@@ -283,4 +283,29 @@ impl Model {
         );
         self.plan.run(tvec!(input.into()))
     }
+
+    /// Time spent in each kind of operation over `runs` runs of `input`, largest first: where a
+    /// network's time goes in tract (`lanewatch bench --models --profile`).
+    pub fn profile(
+        &self,
+        input: &Tensor,
+        runs: usize,
+    ) -> anyhow::Result<Vec<(String, std::time::Duration)>> {
+        let mut by_op: BTreeMap<String, std::time::Duration> = BTreeMap::new();
+        let mut state = self.plan.spawn()?;
+        for _ in 0..runs.max(1) {
+            state.run_plan_with_eval(
+                tvec!(input.clone().into()),
+                |ctx, op_state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    *by_op.entry(node.op().name().to_string()).or_default() += started.elapsed();
+                    out
+                },
+            )?;
+        }
+        let mut v: Vec<_> = by_op.into_iter().collect();
+        v.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+        Ok(v)
+    }
 }
