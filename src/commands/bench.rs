@@ -151,11 +151,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         return time_models(&models, args.runs, args.json, args.profile);
     }
     let work = TempDir::new("lanewatch-bench")?;
-    let views = if args.mirror {
-        Views::ChipAndMirror
-    } else {
-        Views::Chip
-    };
+    let views = Views::with_mirror(args.mirror);
     let list = install_demo_watchlist(&samples, &models, work.path(), views)
         .context("preparing the watchlist for the match stage")?;
 

@@ -102,11 +102,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let mut analyzer = FaceAnalyzer::open(&models, 640, 480, DetectorConfig::default())?;
     // Photos are described exactly as the lanes will describe live faces (the list records how):
     // an entry made another way, e.g. with dlib's jitter, drifts from the faces it is compared with.
-    let views = if args.mirror {
-        Views::ChipAndMirror
-    } else {
-        Views::Chip
-    };
+    let views = Views::with_mirror(args.mirror);
     analyzer.set_augmentation(views.augmentation());
     let spec = analyzer.embedder().spec().clone();
     let table_file = args

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::watchlist::format::{Body, Entry, Header, Views, decode_unverified};
+use crate::watchlist::format::{Body, Entry, Header, decode_unverified};
 use crate::watchlist::store::{Installed, Store, read_capped};
 use crate::watchlist::verify::{EmbedderId, Verifier, unix_now};
 use crate::watchlist::{TrustedKeys, WatchlistError};
@@ -193,11 +193,7 @@ fn inspect(file: &Path, pubkeys: &[PathBuf], entries: bool) -> anyhow::Result<()
     println!(
         "  views:       {} ({})",
         body.views.as_str(),
-        match body.views {
-            Views::Chip => "each face embedded once",
-            Views::ChipAndMirror =>
-                "each face: mean of the chip and its mirror image, on the lanes too (2 embeddings per face)",
-        }
+        body.views.meaning()
     );
     let embeddings: usize = body.entries.iter().map(|e| e.embeddings.len()).sum();
     println!(

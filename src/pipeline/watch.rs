@@ -229,9 +229,9 @@ impl Drop for WatcherThread {
 }
 
 /// What an operator should know about how a list's faces are described (nothing for the default).
-fn views_note(views: Views) -> &'static str {
+fn views_note(views: Views) -> String {
     match views {
-        Views::Chip => "",
-        Views::ChipAndMirror => ", faces described with their mirror image (2 embeddings per face)",
+        Views::Chip => String::new(),
+        Views::ChipAndMirror => format!(", {}", views.meaning()),
     }
 }

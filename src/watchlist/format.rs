@@ -208,6 +208,25 @@ pub enum Views {
 }
 
 impl Views {
+    /// `ChipAndMirror` when `mirror` (a command's `--mirror`), else `Chip`.
+    pub fn with_mirror(mirror: bool) -> Views {
+        if mirror {
+            Views::ChipAndMirror
+        } else {
+            Views::Chip
+        }
+    }
+
+    /// What the views mean, for people reading `watchlist inspect` or a lane's log.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Views::Chip => "each face embedded once",
+            Views::ChipAndMirror => {
+                "each face described by the mean of its chip and its mirror image, on the lanes too (2 embeddings per face)"
+            }
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Views::Chip => "chip",

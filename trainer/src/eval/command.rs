@@ -250,11 +250,7 @@ fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Re
     let id = &run.identification;
     let table = ThresholdTable {
         format: threshold_table::FORMAT.to_string(),
-        views: if args.mirror {
-            Views::ChipAndMirror
-        } else {
-            Views::Chip
-        },
+        views: Views::with_mirror(args.mirror),
         embedder_sha256: hex::encode(Sha256::digest(&model)),
         measured_on: format!(
             "trainer eval lfw on the folder {:?} ({} images, {} people enrolled with one image each, {} mated searches, {} random lists per measured size)",

@@ -551,16 +551,19 @@ fn prelu(g: &mut GraphBuilder, x: &str, name: &str, a: &[f32], rank4: bool) -> S
     } else {
         vec![a.len()]
     };
-    if a.iter().all(|&s| s <= 1.0) {
-        // a <= 1: x >= 0 gives a*x <= x, x < 0 gives a*x >= x; so max(x, a*x) = prelu(x).
-        let an = g.initializer_f32(&format!("{name}.slope"), &dims, a);
-        let ax = g.node("Mul", &[x, &an], &[]);
-        g.node("Max", &[x, &ax], &[])
+    // a <= 1: x >= 0 gives a*x <= x, x < 0 gives a*x >= x; so max(x, a*x) = prelu(x).
+    // a >= 1: the same argument the other way round gives min(x, a*x).
+    let bound = if a.iter().all(|&s| s <= 1.0) {
+        Some("Max")
     } else if a.iter().all(|&s| s >= 1.0) {
-        // a >= 1: the same argument the other way round gives min(x, a*x).
+        Some("Min")
+    } else {
+        None
+    };
+    if let Some(op) = bound {
         let an = g.initializer_f32(&format!("{name}.slope"), &dims, a);
         let ax = g.node("Mul", &[x, &an], &[]);
-        g.node("Min", &[x, &ax], &[])
+        g.node(op, &[x, &ax], &[])
     } else {
         // Mixed slopes: prelu(x) = x + (a - 1) * min(x, 0), three cheap element-wise passes.
         let am1: Vec<f32> = a.iter().map(|v| v - 1.0).collect();
