@@ -17,6 +17,8 @@ pub struct Config {
     pub detect: DetectConfig,
     pub watchlist: WatchlistConfig,
     pub alerts: AlertsConfig,
+    /// Tracks, face quality, fusion and per-passer decisions (src/passage).
+    pub passage: crate::passage::PassageConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,6 +184,7 @@ impl Default for Config {
             detect: DetectConfig::default(),
             watchlist: WatchlistConfig::default(),
             alerts: AlertsConfig::default(),
+            passage: crate::passage::PassageConfig::default(),
         }
     }
 }
@@ -203,6 +206,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.passage.validate()?;
         anyhow::ensure!(
             self.source.queue_capacity >= 1,
             "source.queue_capacity must be at least 1"

@@ -11,7 +11,7 @@ use crate::config::{Config, ModelsConfig};
 use crate::enrollment::{ListTerms, PhotoRules, enrol_folder, sign_watchlist};
 use crate::vision::detect::DetectorConfig;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};
-use crate::watchlist::format::{Severity, Thresholds, Views};
+use crate::watchlist::format::{DecisionMode, Severity, Thresholds, Views};
 use crate::watchlist::keys::{generate, read_signing_key};
 use crate::watchlist::verify::unix_now;
 use crate::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
@@ -71,11 +71,9 @@ pub fn install_demo_watchlist(
     let people = enrol_folder(
         &mut analyzer,
         &samples.join("watchlist"),
-        PhotoRules {
-            min_face_px: 80.0,
-            max_distance: threshold,
-        },
-    )?;
+        &PhotoRules::new(80.0, threshold),
+    )?
+    .all_or_error()?;
     let now = unix_now();
     let terms = ListTerms {
         embedder,
@@ -89,6 +87,7 @@ pub fn install_demo_watchlist(
         list: "demo".into(),
         severity: Severity::High,
         views,
+        decision: DecisionMode::Passage,
     };
     let bytes = sign_watchlist(&people, &terms, &key)?;
     let state_dir = work.join("state");

@@ -63,6 +63,7 @@ fn read_all(dir: &Path) -> Vec<Alert> {
                 out.push(*alert.expect("only complete alerts in the journal"));
                 pos = next;
             }
+            Next::Record { next, .. } => pos = next,
             Next::Moved { to, .. } => pos = to,
             Next::Idle => return out,
         }

@@ -203,7 +203,7 @@ fn shipped_models_match_the_reference_runtimes_on_lfw_faces() -> anyhow::Result<
             entry.image
         );
         let got =
-            embedder.embed_packed(&inputs.chip.data, inputs.chip.width, inputs.chip.height)?;
+            embedder.embed_raw_packed(&inputs.chip.data, inputs.chip.width, inputs.chip.height)?;
         let err = max_abs_error(&got, &entry.descriptor).context("descriptor")?;
         ensure!(
             err <= MAX_ABS_ERROR,

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::passage::episode::Episode;
 use super::cooldown::Cooldown;
 use super::journal::Journal;
 use super::{Alert, AlertSink};
@@ -107,6 +108,15 @@ impl Dispatcher {
         Outcome::Raised {
             journaled,
             sink_failures,
+        }
+    }
+
+    /// Writes a passage's closing record to the journal (not to the alert sinks). A failure is
+    /// reported and counted; the record is kept and retried like an alert.
+    pub fn record_episode(&mut self, episode: &Episode) {
+        if let Some(Err(e)) = self.journal.as_mut().map(|j| j.append_record(episode)) {
+            self.stats.journal_failures += 1;
+            (self.report)(&e.to_string());
         }
     }
 

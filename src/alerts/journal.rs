@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Alert;
+use crate::passage::episode::Episode;
 
 const PREFIX: &str = "alerts-";
 const SUFFIX: &str = ".jsonl";
@@ -203,7 +204,7 @@ fn repair(path: &Path) -> Result<Option<Recovery>, JournalError> {
     while keep > 0 {
         let body = &bytes[..keep - 1];
         let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        if serde_json::from_slice::<Alert>(&body[start..]).is_ok() {
+        if is_record(&body[start..]) {
             break;
         }
         bad_lines += 1;
@@ -312,6 +313,22 @@ impl Journal {
                 id: alert.id.to_string(),
                 source,
             })?;
+        self.append_line(line)
+    }
+
+    /// Appends another record (a passage's closing [`crate::passage::episode::Episode`]) the same
+    /// way: one JSON object with a `"record"` field, ending in a newline.
+    pub fn append_record(&mut self, episode: &Episode) -> Result<(), JournalError> {
+        let line = episode
+            .to_json_line()
+            .map_err(|source| JournalError::Encode {
+                id: format!("episode of track {}", episode.track),
+                source,
+            })?;
+        self.append_line(line)
+    }
+
+    fn append_line(&mut self, line: Vec<u8>) -> Result<(), JournalError> {
         if self.pending.len() >= self.config.max_pending {
             self.pending.pop_front();
             self.stats.lost += 1;
@@ -459,6 +476,20 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// A complete journal line: an alert, or another record (`{"record": KIND, ...}`).
+fn is_record(line: &[u8]) -> bool {
+    serde_json::from_slice::<Alert>(line).is_ok() || record_kind(line).is_some()
+}
+
+/// The `record` field of a non-alert journal line (`"episode"`).
+fn record_kind(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Tagged {
+        record: String,
+    }
+    serde_json::from_slice::<Tagged>(line).ok().map(|t| t.record)
+}
+
 /// What [`read_next`] found at a position.
 #[derive(Debug)]
 pub enum Next {
@@ -467,6 +498,9 @@ pub enum Next {
         alert: Result<Box<Alert>, String>,
         next: Position,
     },
+    /// A complete line that is another kind of record (a passage's closing episode): not for
+    /// alert sinks. `next` is the position after it.
+    Record { kind: String, next: Position },
     /// Nothing at `from` any more: continue at `to`. `lost_segments` counts segments deleted by
     /// rotation before they were read.
     Moved { to: Position, lost_segments: u64 },
@@ -512,6 +546,11 @@ pub fn read_next(dir: &Path, from: Position, max_line: usize) -> io::Result<Next
         line.pop();
         let alert =
             serde_json::from_slice::<Box<Alert>>(&line).map_err(|e| format!("not an alert: {e}"));
+        if alert.is_err()
+            && let Some(kind) = record_kind(&line)
+        {
+            return Ok(Next::Record { kind, next });
+        }
         return Ok(Next::Line { alert, next });
     }
     if n > max_line {

@@ -156,6 +156,27 @@ pub struct Alert {
     pub frame: FrameInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop: Option<Crop>,
+    /// The passage behind the alert (lanes that decide per passer): `face`, `frame` and `crop`
+    /// are then the passage's best shot so far, and `scores` the decision's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passage: Option<PassageInfo>,
+}
+
+/// Which passage an alert is about and what it rested on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PassageInfo {
+    /// The lane's track id (unique within one run of the lane).
+    pub track: u64,
+    /// `passage` (fused description) or `frame` (one face), as the watchlist says.
+    pub decision: String,
+    /// Good faces behind the decision.
+    pub faces_used: u32,
+    /// Distance of the decision (the fused description in passage mode).
+    pub combined_distance: f32,
+    /// The best single face's distance, for the record.
+    pub best_single_distance: Option<f32>,
+    /// Quality score of the best shot, in [0, 1].
+    pub best_shot_quality: f32,
 }
 
 impl Alert {
@@ -179,6 +200,7 @@ impl Alert {
             face_size_px: face.width.max(face.height).max(0.0).round() as u32,
             frame,
             crop: None,
+            passage: None,
         }
     }
 

@@ -239,6 +239,8 @@ impl Delivery {
                     }
                     self.advance(to)?;
                 }
+                // Episode records stay on the box: the webhook carries alerts.
+                Next::Record { next, .. } => self.advance(next)?,
                 Next::Line {
                     alert: Err(reason),
                     next,

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::fsio::TempDir;
 use crate::pipeline::{FrameReport, RunOptions, Verdict, lane_from_config, run};
+use crate::passage::episode::{Episode, Outcome};
 use crate::samples::{
     bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
 };
@@ -39,8 +40,13 @@ fn describe(report: &FrameReport<'_>) {
     };
     for d in report.decisions {
         let size = d.face_size_px;
+        let track = d.track.map_or("-".to_string(), |t| t.to_string());
+        let quality = d.quality.map_or("-".to_string(), |q| format!("{q:.2}"));
         let what = match d.verdict {
             Verdict::TooSmall => "too small to match (counted)".to_string(),
+            Verdict::Gathering { good_faces } => {
+                format!("gathering evidence ({good_faces} good face(s) so far)")
+            }
             Verdict::NoWatchlist => "no watchlist active".to_string(),
             Verdict::NoMatch { best: None } => "no match (empty watchlist)".to_string(),
             Verdict::NoMatch { best: Some(c) } => format!(
@@ -48,21 +54,58 @@ fn describe(report: &FrameReport<'_>) {
                 name(c.entry),
                 c.distance
             ),
-            Verdict::Match(c) => format!(
-                "MATCH {} at distance {:.3} (similarity {:.3})",
+            Verdict::Match { candidate: c, new } => format!(
+                "{} {} at distance {:.3} (similarity {:.3})",
+                if new { "MATCH" } else { "matched" },
                 name(c.entry),
                 c.distance,
                 c.similarity
             ),
         };
-        println!("frame {seq:>3}: face {size:>3.0} px: {what}");
+        let embedded = if d.embedded { "embedded" } else { "        " };
+        println!(
+            "frame {seq:>3}: track {track:>3}, face {size:>3.0} px, quality {quality}, {embedded}: {what}"
+        );
     }
     for a in report.alerts {
+        let passage = a.passage.as_ref().map_or(String::new(), |p| {
+            format!(
+                " (passage {}: {} face(s), combined distance {:.3}, best single {})",
+                p.track,
+                p.faces_used,
+                p.combined_distance,
+                p.best_single_distance
+                    .map_or("-".to_string(), |d| format!("{d:.3}"))
+            )
+        });
         println!(
-            "           ALERT {} [{} / {}] id {}",
+            "           ALERT {} [{} / {}] id {}{passage}",
             a.identity.name, a.identity.list, a.identity.severity, a.id
         );
     }
+    for e in report.ended {
+        print_episode(e);
+    }
+}
+
+/// One line per closed passage: who passed, when, how sure.
+fn print_episode(e: &Episode) {
+    let who = match (&e.outcome, &e.matched) {
+        (_, Some(m)) => format!(
+            "matched {} (combined distance {:.3}, best single {})",
+            m.id,
+            m.distance,
+            m.best_single_distance
+                .map_or("-".to_string(), |d| format!("{d:.3}"))
+        ),
+        (Outcome::Undecided, _) => "undecided: too few good faces".to_string(),
+        (Outcome::NoWatchlist, _) => "no watchlist active".to_string(),
+        _ => "matched nobody".to_string(),
+    };
+    println!(
+        "passage {}: frames {}-{}, {} face(s), {} good, {} embedded ({} saved): {who}",
+        e.track, e.first_frame, e.last_frame, e.faces, e.good_faces, e.embedded, e.embeddings_saved
+    );
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
@@ -96,9 +139,12 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     println!("lanewatch demo: playing {}", config.source.uri);
     let rig = lane_from_config(&config)?;
     let summary = run(rig, RunOptions::default(), describe)?;
+    for e in &summary.closed_at_stop {
+        print_episode(e);
+    }
     println!("lanewatch demo: {}", summary.line());
     println!(
-        "  alerts journal: {} ({} alert(s) raised; each person alerts once per {} s cool-down)",
+        "  alerts journal: {} ({} alert(s) raised, one per passage; a person alerts at most once per {} s cool-down)",
         config.alerts.journal_dir.display(),
         summary.lane.alerts_raised,
         config.alerts.cooldown_s

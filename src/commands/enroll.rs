@@ -6,11 +6,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use crate::enrollment::{ListTerms, PhotoRules, enrol_folder, lookalikes, sign_watchlist};
+use crate::enrollment::{
+    ListTerms, PhotoRule, PhotoRules, enrol_folder, lookalikes, sign_watchlist,
+};
 use crate::fsio::write_atomically;
 use crate::vision::detect::DetectorConfig;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};
-use crate::watchlist::format::{Severity, Thresholds, Views};
+use crate::watchlist::format::{DecisionMode, Severity, Thresholds, Views};
 use crate::watchlist::keys::read_signing_key;
 use crate::watchlist::threshold_table::{self, ThresholdTable};
 use crate::watchlist::verify::EmbedderId;
@@ -60,6 +62,25 @@ pub struct Args {
     /// The threshold table; default: NAME.thresholds.json beside the embedder.
     #[arg(long, value_name = "FILE")]
     pub thresholds: Option<PathBuf>,
+    /// How lanes decide with this list, and so which rows of the threshold table --fpir reads:
+    /// `passage` (one decision per tracked passer on their fused faces; FPIR counted per passer) or
+    /// `frame` (every face on its own, the old behaviour).
+    #[arg(long, default_value = "passage", value_parser = parse_decision)]
+    pub decision: DecisionMode,
+    /// Build the list from the photos that pass and print what was refused, instead of refusing
+    /// the whole run (which lists every refused photo).
+    #[arg(long)]
+    pub skip_refused: bool,
+    /// In a photo showing several people, enrol the largest face instead of refusing the photo.
+    #[arg(long)]
+    pub largest_face: bool,
+    /// Least face quality score (0..1) a photo needs; default: the lane's `passage.min_quality`.
+    #[arg(long)]
+    pub min_quality: Option<f32>,
+    /// How several photos of one person make their entry: `closest` (one embedding per photo, a
+    /// live face is as close as its closest photo) or `mean` (one averaged embedding).
+    #[arg(long, default_value = "closest", value_parser = parse_photo_rule)]
+    pub photo_rule: PhotoRule,
     /// Required margin between the best and the second-best identity for an alert.
     #[arg(long, default_value_t = 0.0)]
     pub min_margin: f32,
@@ -81,6 +102,18 @@ fn parse_validity(text: &str) -> anyhow::Result<u64> {
     };
     anyhow::ensure!(n > 0, "--expires {text:?} must be positive");
     n.checked_mul(secs).context("--expires is too large")
+}
+
+fn parse_photo_rule(text: &str) -> Result<PhotoRule, String> {
+    PhotoRule::parse(text).ok_or_else(|| format!("--photo-rule {text:?}: expected closest or mean"))
+}
+
+fn parse_decision(text: &str) -> Result<DecisionMode, String> {
+    match text {
+        "passage" => Ok(DecisionMode::Passage),
+        "frame" => Ok(DecisionMode::Frame),
+        _ => Err(format!("--decision {text:?}: expected passage or frame")),
+    }
 }
 
 fn parse_severity(text: &str) -> anyhow::Result<Severity> {
@@ -120,24 +153,47 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     };
 
     // Two photos of one person are a 1:1 comparison: the embedder's own threshold.
-    let people = enrol_folder(
-        &mut analyzer,
-        &args.photos,
-        PhotoRules {
-            min_face_px: args.min_face_px,
-            max_distance: args.max_distance.unwrap_or(spec.threshold),
-        },
-    )?;
+    let mut rules = PhotoRules::new(
+        args.min_face_px,
+        args.max_distance.unwrap_or(spec.threshold),
+    );
+    rules.largest_face = args.largest_face;
+    rules.combine = args.photo_rule;
+    if let Some(q) = args.min_quality {
+        rules.min_quality = q;
+    }
+    let enrolment = enrol_folder(&mut analyzer, &args.photos, &rules)?;
+    let people = if args.skip_refused {
+        for r in &enrolment.refused {
+            eprintln!("lanewatch enroll: refused {r}");
+        }
+        eprintln!(
+            "lanewatch enroll: {} people enrolled, {} photo(s) or folder(s) refused",
+            enrolment.people.len(),
+            enrolment.refused.len()
+        );
+        anyhow::ensure!(
+            !enrolment.people.is_empty(),
+            "{}: every photo was refused; nothing to enrol",
+            args.photos.display()
+        );
+        enrolment.people
+    } else {
+        enrolment.all_or_error()?
+    };
     let threshold = match (args.fpir, &table) {
         (Some(fpir), Some(table)) => {
             let choice = table
-                .choose(people.len(), fpir)
+                .choose(people.len(), fpir, args.decision)
                 .with_context(|| format!("choosing a threshold from {}", table_file.display()))?;
             eprintln!(
-                "lanewatch enroll: threshold {:.4} keeps FPIR at {fpir} for lists of up to {} people; it missed {:.1}% of listed people ({}, {})",
+                "lanewatch enroll: threshold {:.4} keeps FPIR at {fpir} per {} for lists of up to {} people with {} decisions; it missed {:.1}% of listed {}s ({}, {})",
                 choice.threshold,
+                choice.row.per.as_str(),
                 choice.row.watchlist_size,
+                choice.row.decision.as_str(),
                 100.0 * choice.row.fnir,
+                choice.row.per.as_str(),
                 choice.row.method,
                 table.measured_on
             );
@@ -165,9 +221,19 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             threshold
         }
     };
-    for (a, b, d) in lookalikes(&people, spec.metric, threshold) {
+    // A wide threshold can make most pairs look alike: name a few dozen, count the rest.
+    const LOOKALIKES_SHOWN: usize = 30;
+    let mut pairs = lookalikes(&people, spec.metric, threshold);
+    pairs.sort_by(|x, y| x.2.total_cmp(&y.2));
+    for (a, b, d) in pairs.iter().take(LOOKALIKES_SHOWN) {
         eprintln!(
             "lanewatch enroll: warning: {a} and {b} are closer than the threshold ({d:.3} < {threshold}); alerts may name the wrong one"
+        );
+    }
+    if pairs.len() > LOOKALIKES_SHOWN {
+        eprintln!(
+            "lanewatch enroll: warning: {} more pairs of people are closer than the threshold (the closest {LOOKALIKES_SHOWN} are named above)",
+            pairs.len() - LOOKALIKES_SHOWN
         );
     }
 
@@ -187,6 +253,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         list: args.list.clone(),
         severity,
         views,
+        decision: args.decision,
     };
     let bytes = sign_watchlist(&people, &terms, &key)
         .with_context(|| format!("cannot build the watchlist {}", args.out.display()))?;
@@ -194,10 +261,11 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let photos: usize = people.iter().map(|p| p.embeddings.len()).sum();
     println!(
-        "enrolled {} people from {photos} photos into {} (sequence {}, threshold {threshold})",
+        "enrolled {} people from {photos} photos into {} (sequence {}, threshold {threshold}, {} decisions)",
         people.len(),
         args.out.display(),
-        terms.sequence
+        terms.sequence,
+        args.decision.as_str()
     );
     Ok(())
 }

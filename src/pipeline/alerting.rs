@@ -5,14 +5,15 @@ use std::time::Duration;
 use anyhow::Context;
 use image::RgbImage;
 
-use super::decide::{Candidate, Decision};
 use crate::alerts::cooldown::Cooldown;
 use crate::alerts::dispatch::Dispatcher;
 use crate::alerts::journal::{Journal, JournalConfig};
 use crate::alerts::webhook::{Delivery, WebhookConfig, WebhookSink};
 use crate::alerts::{
-    Alert, Crop, FaceBox, FrameInfo, Identity, JsonLinesSink, MatchScores, encode_jpeg, time,
+    Alert, Crop, FrameInfo, Identity, JsonLinesSink, MatchScores, PassageInfo,
+    encode_jpeg, time,
 };
+use crate::passage::PassageMatch;
 use crate::config::AlertsConfig;
 use crate::watchlist::LoadedWatchlist;
 
@@ -21,17 +22,16 @@ const CROP_QUALITY: u8 = 85;
 /// Context kept around the detector box in a crop, as a fraction of the box side.
 const CROP_CONTEXT: f32 = 0.25;
 
-/// The alert for `decision`, whose verdict matched `candidate` on `list`.
-pub fn alert_for(
+/// The alert for a passage that matched on `list`: identity and scores of the decision; face,
+/// frame and crop of the passage's best shot so far.
+pub fn alert_for_passage(
     camera: &str,
     list: &LoadedWatchlist,
-    decision: &Decision,
-    candidate: &Candidate,
-    frame: &RgbImage,
+    m: &PassageMatch,
     include_crop: bool,
-) -> Alert {
-    let entry = &list.body().entries[candidate.entry];
-    let [x1, y1, x2, y2] = decision.bbox;
+) -> Option<Alert> {
+    let entry = list.body().entries.get(m.scores.entry)?;
+    let shot = &m.best_shot;
     let mut alert = Alert::new(
         camera,
         Identity {
@@ -41,30 +41,33 @@ pub fn alert_for(
             severity: entry.severity.as_str().to_string(),
         },
         MatchScores {
-            distance: candidate.distance,
-            similarity: candidate.similarity,
-            margin: candidate.margin.is_finite().then_some(candidate.margin),
+            distance: m.scores.distance,
+            similarity: m.scores.similarity,
+            margin: m.scores.margin.is_finite().then_some(m.scores.margin),
         },
-        FaceBox {
-            x: x1,
-            y: y1,
-            width: x2 - x1,
-            height: y2 - y1,
-        },
+        shot.face_box(),
         FrameInfo {
-            seq: decision.frame_seq,
-            time_unix_ms: time::unix_millis(decision.frame_time),
-            width: frame.width(),
-            height: frame.height(),
+            seq: shot.frame_seq,
+            time_unix_ms: time::unix_millis(shot.frame_time),
+            width: shot.frame_size.0,
+            height: shot.frame_size.1,
         },
     );
+    alert.passage = Some(PassageInfo {
+        track: m.track,
+        decision: m.mode.as_str().to_string(),
+        faces_used: m.faces_used,
+        combined_distance: m.scores.distance,
+        best_single_distance: m.best_single.as_ref().map(|b| b.distance),
+        best_shot_quality: shot.quality,
+    });
     if include_crop
-        && let Some(crop) = face_crop(frame, decision.bbox)
-        && let Ok(jpeg) = encode_jpeg(&crop, CROP_QUALITY)
+        && let Some(crop) = &shot.crop
+        && let Ok(jpeg) = encode_jpeg(crop, CROP_QUALITY)
     {
         alert.crop = Some(Crop::inline_jpeg(&jpeg));
     }
-    alert
+    Some(alert)
 }
 
 /// The face box widened by [`CROP_CONTEXT`] on every side, clipped to the frame.

@@ -1,10 +1,11 @@
-//! The decision for one face: who it most resembles on the active watchlist, how close, how clearly
-//! ahead of the runner-up, and whether the issuer's rule (`Thresholds`) makes that an alert.
+//! What a lane reports for each face of a frame: its track, its quality, and where its passage's
+//! decision stands (src/passage decides; this is the per-face view of it for logs, the demo and
+//! tests).
 
 use std::time::SystemTime;
 
-use crate::matcher::{Match, MatchError};
-use crate::vision::faces::FaceObservation;
+use crate::passage::episode::Scores;
+use crate::passage::{FaceOutcome, TrackDecision};
 use crate::watchlist::LoadedWatchlist;
 
 /// The best identity for a face and the scores the rule was applied to.
@@ -20,29 +21,32 @@ pub struct Candidate {
     pub second: Option<(usize, f32)>,
 }
 
-impl From<Match> for Candidate {
-    fn from(m: Match) -> Self {
+impl From<&Scores> for Candidate {
+    fn from(s: &Scores) -> Self {
         Candidate {
-            entry: m.identity,
-            distance: m.distance,
-            similarity: m.similarity,
-            margin: m.margin,
-            second: m.second,
+            entry: s.entry,
+            distance: s.distance,
+            similarity: s.similarity,
+            margin: s.margin,
+            second: s.second,
         }
     }
 }
 
-/// What became of a face.
+/// What became of a face (the state of its passage after this frame).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict {
     /// Smaller than the configured match size: counted, not matched.
     TooSmall,
+    /// Its passage has not yet enough good faces to be decided (`good_faces` so far).
+    Gathering { good_faces: u32 },
     /// No watchlist is active (none installed yet, or the active one expired).
     NoWatchlist,
     /// Compared, and nobody passed the rule; `best` is the closest entry (none on an empty list).
     NoMatch { best: Option<Candidate> },
-    /// Passed the rule: an alert, unless the person is cooling down.
-    Match(Candidate),
+    /// Its passage passed the rule: on this frame (`new`: an alert, unless the person is cooling
+    /// down) or earlier.
+    Match { candidate: Candidate, new: bool },
 }
 
 /// One face in one frame, decided.
@@ -56,33 +60,51 @@ pub struct Decision {
     pub frame_time: SystemTime,
     /// Sequence of the watchlist the face was compared with (0 when none).
     pub watchlist_sequence: u64,
+    /// The passage (track) the face belongs to; `None` for a face the tracker could not take (a
+    /// box that is not finite).
+    pub track: Option<u64>,
+    /// Quality score in [0, 1]; `None` when the face was too small to align.
+    pub quality: Option<f32>,
+    /// Whether the face was embedded on this frame (tracked faces are embedded only when their
+    /// view improves).
+    pub embedded: bool,
     pub verdict: Verdict,
 }
 
-/// Applies the active list's matcher and rule to one analysed face.
-pub fn decide(
-    face: &FaceObservation,
-    list: Option<&LoadedWatchlist>,
-    frame_seq: u64,
-    frame_time: SystemTime,
-) -> Result<Decision, MatchError> {
-    let verdict = match (&face.embedding, list) {
-        (None, _) => Verdict::TooSmall,
-        (Some(_), None) => Verdict::NoWatchlist,
-        (Some(embedding), Some(list)) => match list.index.search(embedding)? {
-            None => Verdict::NoMatch { best: None },
-            Some(m) if list.body().thresholds.accepts(&m) => Verdict::Match(m.into()),
-            Some(m) => Verdict::NoMatch {
-                best: Some(m.into()),
+impl Decision {
+    /// The per-face view of a passage outcome.
+    pub fn of(
+        face: &crate::vision::faces::FaceObservation,
+        outcome: &FaceOutcome,
+        list: Option<&LoadedWatchlist>,
+        frame_seq: u64,
+        frame_time: SystemTime,
+    ) -> Decision {
+        let verdict = match (&outcome.state, outcome.quality) {
+            (_, None) => Verdict::TooSmall,
+            (TrackDecision::Gathering { good_faces }, _) => Verdict::Gathering {
+                good_faces: *good_faces,
             },
-        },
-    };
-    Ok(Decision {
-        bbox: face.bbox,
-        face_size_px: face.size_px(),
-        frame_seq,
-        frame_time,
-        watchlist_sequence: list.map_or(0, LoadedWatchlist::sequence),
-        verdict,
-    })
+            (TrackDecision::NoWatchlist, _) => Verdict::NoWatchlist,
+            (TrackDecision::NoMatch { best }, _) => Verdict::NoMatch {
+                best: best.as_ref().map(Candidate::from),
+            },
+            (TrackDecision::Matched { scores, new }, _) => Verdict::Match {
+                candidate: Candidate::from(scores),
+                new: *new,
+            },
+        };
+        Decision {
+            bbox: face.bbox,
+            face_size_px: face.size_px(),
+            frame_seq,
+            frame_time,
+            watchlist_sequence: list.map_or(0, LoadedWatchlist::sequence),
+            track: outcome.track,
+            quality: outcome.quality,
+            embedded: outcome.embedded,
+            verdict,
+        }
+    }
 }
+

@@ -1,18 +1,22 @@
-//! One frame through the lane: detect → align → embed → match → decide → alert.
+//! One frame through the lane: detect → track → align and score quality → embed the faces whose
+//! view improved → fuse per track → decide per passage → alert once per passage; closing records
+//! of ended passages go to the journal.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::alerting::alert_for;
-use super::decide::{Decision, Verdict, decide};
+use super::alerting::alert_for_passage;
+use super::decide::{Decision, Verdict};
 use super::latency::{Latencies, Stage};
 use super::watch::WatchlistSlot;
 use crate::alerts::Alert;
 use crate::alerts::dispatch::{Dispatcher, Outcome};
 use crate::camera::Frame;
+use crate::passage::episode::Episode;
+use crate::passage::{PassageConfig, PassageStats, Passages};
 use crate::vision::faces::{FaceAnalyzer, FaceObservation};
 use crate::watchlist::LoadedWatchlist;
-use crate::watchlist::format::Views;
+use crate::watchlist::format::{DecisionMode, Views};
 
 /// Counters of the inference side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -23,7 +27,7 @@ pub struct LaneStats {
     pub too_small: u64,
     /// Faces embedded while no watchlist was active.
     pub unmatched_no_watchlist: u64,
-    /// Faces that passed the watchlist's rule.
+    /// Passages that passed the watchlist's rule.
     pub matches: u64,
     pub alerts_raised: u64,
     /// Matches inside a person's cool-down window.
@@ -32,6 +36,8 @@ pub struct LaneStats {
     pub journal_failures: u64,
     /// Frames whose analysis failed (reported, skipped).
     pub frame_errors: u64,
+    /// Tracks, episodes and embeddings saved (src/passage).
+    pub passages: PassageStats,
 }
 
 /// Settings of the per-frame work.
@@ -42,6 +48,8 @@ pub struct LaneSettings {
     /// Faces whose shorter box side is below this are counted, not matched.
     pub min_match_face_px: f32,
     pub include_crop: bool,
+    /// Tracks, quality, fusion and decisions per passer.
+    pub passage: PassageConfig,
 }
 
 /// What one frame produced, for the caller's log or display.
@@ -52,11 +60,14 @@ pub struct FrameReport<'a> {
     pub watchlist: Option<&'a LoadedWatchlist>,
     /// Alerts raised for this frame (after the cool-down).
     pub alerts: &'a [Alert],
+    /// Passages whose tracks ended with this frame.
+    pub ended: &'a [Episode],
 }
 
 /// The inference side of a lane.
 pub struct Lane {
     analyzer: FaceAnalyzer,
+    passages: Passages,
     watchlist: Arc<WatchlistSlot>,
     dispatcher: Dispatcher,
     settings: LaneSettings,
@@ -65,6 +76,7 @@ pub struct Lane {
     observations: Vec<FaceObservation>,
     decisions: Vec<Decision>,
     alerts: Vec<Alert>,
+    ended: Vec<Episode>,
     /// The list the current frame is matched against (held so the report can borrow it).
     list: Option<Arc<LoadedWatchlist>>,
     last_error: Option<String>,
@@ -77,8 +89,14 @@ impl Lane {
         dispatcher: Dispatcher,
         settings: LaneSettings,
     ) -> Lane {
+        let passages = Passages::new(
+            settings.passage.clone(),
+            settings.include_crop,
+            analyzer.embedder().spec().metric,
+        );
         Lane {
             analyzer,
+            passages,
             watchlist,
             dispatcher,
             settings,
@@ -87,6 +105,7 @@ impl Lane {
             observations: Vec::new(),
             decisions: Vec::new(),
             alerts: Vec::new(),
+            ended: Vec::new(),
             list: None,
             last_error: None,
         }
@@ -95,6 +114,7 @@ impl Lane {
     pub fn stats(&self) -> LaneStats {
         LaneStats {
             journal_failures: self.dispatcher.stats().journal_failures,
+            passages: self.passages.stats(),
             ..self.stats
         }
     }
@@ -121,6 +141,7 @@ impl Lane {
         self.stats.frames += 1;
         self.decisions.clear();
         self.alerts.clear();
+        self.ended.clear();
         // Taken once: a reload during this frame does not change what the frame is matched against.
         self.list = self.watchlist.current();
         if let Err(e) = self.analyse(frame) {
@@ -140,7 +161,18 @@ impl Lane {
             decisions: &self.decisions,
             watchlist: self.list.as_deref(),
             alerts: &self.alerts,
+            ended: &self.ended,
         }
+    }
+
+    /// Ends every live passage (end of the run) and journals their closing records.
+    pub fn finish(&mut self) -> Vec<Episode> {
+        let list = self.watchlist.current();
+        let ended = self.passages.finish(list.as_deref());
+        for e in &ended {
+            self.dispatcher.record_episode(e);
+        }
+        ended
     }
 
     fn analyse(&mut self, frame: &Frame) -> anyhow::Result<()> {
@@ -149,61 +181,87 @@ impl Lane {
             // A camera renegotiated or a folder holds images of another size: re-plan the detector.
             self.analyzer.resize(w, h)?;
         }
-        // Live faces are described the way the list's entries were (a plain or a mirrored list).
-        let views = self.list.as_deref().map_or(Views::Chip, |l| l.body().views);
+        // Live faces are described the way the list's entries were (a plain or a mirrored list),
+        // and decided the way its threshold was calibrated (per passer or per face).
+        let list = self.list.clone();
+        let views = list.as_deref().map_or(Views::Chip, |l| l.body().views);
+        let mode = list
+            .as_deref()
+            .map_or(DecisionMode::Passage, |l| l.body().decision);
         self.analyzer.set_augmentation(views.augmentation());
-        self.observations = self
-            .analyzer
-            .analyze(&frame.rgb, self.settings.min_match_face_px)?;
+        let faces = self.analyzer.detect(&frame.rgb)?;
+        let plan = self.passages.plan(frame.seq, &faces, mode);
+        let passages = &self.passages;
+        self.observations = self.analyzer.observe_faces(
+            &frame.rgb,
+            &faces,
+            self.settings.min_match_face_px,
+            |face| passages.wants_embedding(&plan, face, frame.seq),
+        )?;
         let times = self.analyzer.last_times();
         self.latencies.record(Stage::Detect, times.detect);
+        if times.aligned > 0 {
+            let n = times.aligned as u32;
+            for _ in 0..n {
+                self.latencies.record(Stage::Align, times.align / n);
+            }
+        }
         if times.embedded > 0 {
             let n = times.embedded as u32;
             for _ in 0..n {
-                self.latencies.record(Stage::Align, times.align / n);
                 self.latencies.record(Stage::Embed, times.embed / n);
             }
         }
-        let list = self.list.clone();
-        for face in &self.observations {
+        let started = Instant::now();
+        let outcome = self.passages.update(
+            frame.seq,
+            frame.timestamp,
+            &frame.rgb,
+            &self.observations,
+            list.as_deref(),
+            mode,
+        )?;
+        if list.is_some() && times.embedded > 0 {
+            self.latencies.record(Stage::Match, started.elapsed());
+        }
+        for (face, out) in self.observations.iter().zip(&outcome.faces) {
             self.stats.faces += 1;
-            let started = Instant::now();
-            let decision = decide(face, list.as_deref(), frame.seq, frame.timestamp)?;
-            if face.embedding.is_some() && list.is_some() {
-                self.latencies.record(Stage::Match, started.elapsed());
-            }
+            let decision = Decision::of(face, out, list.as_deref(), frame.seq, frame.timestamp);
             match decision.verdict {
                 Verdict::TooSmall => self.stats.too_small += 1,
-                Verdict::NoWatchlist => self.stats.unmatched_no_watchlist += 1,
-                Verdict::NoMatch { .. } => {}
-                Verdict::Match(candidate) => {
-                    self.stats.matches += 1;
-                    if let Some(list) = list.as_deref() {
-                        let now = Instant::now();
-                        let id = &list.body().entries[candidate.entry].id;
-                        // No crop for an alert the cool-down will suppress: JPEG encoding is the
-                        // costliest part of building an alert.
-                        let crop =
-                            self.settings.include_crop && !self.dispatcher.cooling_down(id, now);
-                        let alert = alert_for(
-                            &self.settings.camera,
-                            list,
-                            &decision,
-                            &candidate,
-                            &frame.rgb,
-                            crop,
-                        );
-                        match self.dispatcher.raise(&alert, now) {
-                            Outcome::Raised { .. } => {
-                                self.stats.alerts_raised += 1;
-                                self.alerts.push(alert);
-                            }
-                            Outcome::Suppressed { .. } => self.stats.alerts_suppressed += 1,
-                        }
-                    }
+                Verdict::NoWatchlist if face.embedding.is_some() => {
+                    self.stats.unmatched_no_watchlist += 1
                 }
+                _ => {}
             }
             self.decisions.push(decision);
+        }
+        for m in &outcome.matches {
+            self.stats.matches += 1;
+            let Some(list) = list.as_deref() else {
+                continue;
+            };
+            let now = Instant::now();
+            let Some(id) = list.body().entries.get(m.scores.entry).map(|e| e.id.as_str()) else {
+                continue;
+            };
+            // No crop for an alert the cool-down will suppress: JPEG encoding is the costliest
+            // part of building an alert.
+            let crop = self.settings.include_crop && !self.dispatcher.cooling_down(id, now);
+            let Some(alert) = alert_for_passage(&self.settings.camera, list, m, crop) else {
+                continue;
+            };
+            match self.dispatcher.raise(&alert, now) {
+                Outcome::Raised { .. } => {
+                    self.stats.alerts_raised += 1;
+                    self.alerts.push(alert);
+                }
+                Outcome::Suppressed { .. } => self.stats.alerts_suppressed += 1,
+            }
+        }
+        for episode in outcome.ended {
+            self.dispatcher.record_episode(&episode);
+            self.ended.push(episode);
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use super::latency::{Stage, Summary};
 use super::memory::{Resident, resident};
 use super::watch::{WatchStats, Watcher};
 use crate::camera::FrameSource;
+use crate::passage::episode::Episode;
 use crate::queue::{DropOldest, Pop, QueueStats};
 
 /// A lane ready to run: the source, its pacing, the inference side, and the watchlist watcher.
@@ -53,6 +54,8 @@ pub struct RunSummary {
     pub ended: String,
     pub latency_ms: Vec<(String, Summary)>,
     pub resident: Option<Resident>,
+    /// Passages still open when the run stopped, closed then (earlier ones reached `on_frame`).
+    pub closed_at_stop: Vec<Episode>,
 }
 
 impl RunSummary {
@@ -65,11 +68,13 @@ impl RunSummary {
             })
         };
         format!(
-            "frames {} ({:.1}/s), faces {} ({} too small), matches {}, alerts {} ({} in cool-down), dropped {}, timeouts {}, corrupt {}, reconnects {}, watchlist seq {}{}, rss {} MB",
+            "frames {} ({:.1}/s), faces {} ({} too small), tracks {} live / {} passages, matches {}, alerts {} ({} in cool-down), dropped {}, timeouts {}, corrupt {}, reconnects {}, watchlist seq {}{}, rss {} MB",
             l.frames,
             self.frames_per_second,
             l.faces,
             l.too_small,
+            l.passages.live_tracks,
+            l.passages.tracks_started,
             l.matches,
             l.alerts_raised,
             l.alerts_suppressed,
@@ -116,6 +121,7 @@ fn summarise(
             .map(|s| (s.name().to_string(), lane.latencies().summary(*s)))
             .collect(),
         resident: resident(),
+        closed_at_stop: Vec::new(),
     }
 }
 
@@ -213,13 +219,17 @@ pub fn run(
         Ok(CaptureEnd::Failed(why)) => format!("source failed: {why}"),
         Err(_) => "capture thread panicked".to_string(),
     };
+    let closed_at_stop = lane.finish();
     lane.dispatcher_mut().retry_journal();
-    Ok(summarise(
-        &lane,
-        &counters.snapshot(),
-        queue.stats(),
-        reconnects.load(Ordering::Relaxed),
-        started,
-        &ended,
-    ))
+    Ok(RunSummary {
+        closed_at_stop,
+        ..summarise(
+            &lane,
+            &counters.snapshot(),
+            queue.stats(),
+            reconnects.load(Ordering::Relaxed),
+            started,
+            &ended,
+        )
+    })
 }

@@ -119,6 +119,7 @@ pub fn lane_from_config(config: &Config) -> anyhow::Result<LaneRig> {
                 .unwrap_or_else(|| config.source.uri.clone()),
             min_match_face_px: config.detect.min_match_face_px as f32,
             include_crop: config.alerts.include_crop,
+            passage: config.passage.clone(),
         },
     );
     Ok(LaneRig {

@@ -53,8 +53,24 @@ impl Embedder {
         self.embed_packed(chip.as_raw(), chip.width() as usize, chip.height() as usize)
     }
 
-    /// Embeds a packed RGB chip (`width * height * 3` bytes, rows top to bottom).
+    /// Embeds a packed RGB chip (`width * height * 3` bytes, rows top to bottom) into the
+    /// descriptor the contract's metric compares (unit length for cosine).
     pub fn embed_packed(
+        &mut self,
+        rgb: &[u8],
+        width: usize,
+        height: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        let v = self.embed_raw_packed(rgb, width, height)?;
+        Ok(match self.spec.metric {
+            Metric::Cosine => l2_normalised(v),
+            Metric::Euclidean => v,
+        })
+    }
+
+    /// The network's own output for a packed RGB chip, before the metric's normalisation: what
+    /// parity tests compare with reference runtimes, and what augmented views average.
+    pub fn embed_raw_packed(
         &mut self,
         rgb: &[u8],
         width: usize,
@@ -78,10 +94,7 @@ impl Embedder {
             v.iter().all(|x| x.is_finite()),
             "the embedder produced a non-finite value"
         );
-        Ok(match self.spec.metric {
-            Metric::Cosine => l2_normalised(v),
-            Metric::Euclidean => v,
-        })
+        Ok(v)
     }
 
     /// Distance between two descriptors under the model's metric (smaller is closer).

@@ -18,6 +18,7 @@ use super::detect::{Detector, DetectorConfig, Face, main_face};
 use super::embed::{Embedder, l2_normalised};
 use super::image::ImageView;
 use super::landmarks::{NUM_PARTS, Point};
+use super::quality::{QualityInputs, laplacian_variance, pose_from_landmarks};
 
 /// The model files the analyser needs.
 #[derive(Clone, Debug)]
@@ -55,8 +56,21 @@ pub struct FaceObservation {
     pub score: f32,
     /// dlib's five landmarks (eye corners, nose base) used for the chip.
     pub landmarks: [Point; NUM_PARTS],
-    /// `None` when the face is smaller than the match size: counted, not matched.
+    /// What the quality score is made of; `None` when the face was not aligned (smaller than the
+    /// match size, or no landmark box could be mapped).
+    pub quality: Option<QualityInputs>,
+    /// `None` when the face is smaller than the match size (counted, not matched) or the caller
+    /// chose not to embed it (a tracked face whose view did not improve).
     pub embedding: Option<Vec<f32>>,
+}
+
+/// An aligned face before it is embedded: what a caller decides on (see
+/// [`FaceAnalyzer::observe_faces`]).
+pub struct FaceView<'a> {
+    /// Index of the face in the detector's list.
+    pub index: usize,
+    pub bbox: [f32; 4],
+    pub quality: &'a QualityInputs,
 }
 
 impl FaceObservation {
@@ -73,8 +87,10 @@ pub struct StageTimes {
     pub detect: Duration,
     pub align: Duration,
     pub embed: Duration,
-    /// Faces found, and how many of them were large enough to be aligned and embedded.
+    /// Faces found, how many of them were large enough to be aligned, and how many of those were
+    /// embedded.
     pub faces: usize,
+    pub aligned: usize,
     pub embedded: usize,
 }
 
@@ -181,19 +197,38 @@ impl FaceAnalyzer {
         frame: &RgbImage,
         min_match_px: f32,
     ) -> anyhow::Result<Vec<FaceObservation>> {
+        let faces = self.detect(frame)?;
+        self.observe_faces(frame, &faces, min_match_px, |_| true)
+    }
+
+    /// Detects every face in a frame (starts a new [`Self::last_times`]).
+    pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
         self.times = StageTimes::default();
         let started = Instant::now();
         let faces = self.detector.detect(frame).context("detecting faces")?;
         self.times.detect = started.elapsed();
         self.times.faces = faces.len();
+        Ok(faces)
+    }
+
+    /// Aligns the faces of [`Self::detect`] whose box side is at least `min_match_px`, measures
+    /// their quality, and embeds those for which `embed` says yes: a lane skips the embedding of a
+    /// tracked face whose view did not improve.
+    pub fn observe_faces(
+        &mut self,
+        frame: &RgbImage,
+        faces: &[Face],
+        min_match_px: f32,
+        mut embed: impl FnMut(&FaceView<'_>) -> bool,
+    ) -> anyhow::Result<Vec<FaceObservation>> {
         let view = ImageView::rgb(
             frame.as_raw(),
             frame.width() as usize,
             frame.height() as usize,
         )?;
         let mut out = Vec::with_capacity(faces.len());
-        for face in faces {
-            out.push(self.observe(&view, &face, min_match_px)?);
+        for (index, face) in faces.iter().enumerate() {
+            out.push(self.observe(&view, index, face, min_match_px, &mut embed)?);
         }
         Ok(out)
     }
@@ -201,8 +236,10 @@ impl FaceAnalyzer {
     fn observe(
         &mut self,
         view: &ImageView<'_>,
+        index: usize,
         face: &Face,
         min_match_px: f32,
+        embed: &mut impl FnMut(&FaceView<'_>) -> bool,
     ) -> anyhow::Result<FaceObservation> {
         let mtcnn = MtcnnFace {
             bbox: face.bbox,
@@ -212,6 +249,7 @@ impl FaceAnalyzer {
             bbox: face.bbox,
             score: face.score,
             landmarks: mtcnn.points,
+            quality: None,
             embedding: None,
         };
         let Some(dlib_box) = self.mapping.apply(&mtcnn) else {
@@ -225,19 +263,34 @@ impl FaceAnalyzer {
             .aligner
             .align_to(view, dlib_box, self.chip)
             .context("aligning a face")?;
-        let aligned_at = Instant::now();
         obs.landmarks = aligned.landmarks;
         let chip = aligned.chip;
-        obs.embedding = Some(describe(
-            &mut self.embedder,
-            chip,
-            self.augmentation,
-            &mut self.jitter_scratch,
-            &mut self.jitter_chip,
-        )?);
-        self.times.align += aligned_at - started;
-        self.times.embed += aligned_at.elapsed();
-        self.times.embedded += 1;
+        let quality = QualityInputs {
+            face_px: obs.size_px(),
+            sharpness: laplacian_variance(chip),
+            pose: pose_from_landmarks(&obs.landmarks),
+            detector_score: face.score,
+        };
+        self.times.align += started.elapsed();
+        self.times.aligned += 1;
+        let wanted = embed(&FaceView {
+            index,
+            bbox: obs.bbox,
+            quality: &quality,
+        });
+        obs.quality = Some(quality);
+        if wanted {
+            let embed_started = Instant::now();
+            obs.embedding = Some(describe(
+                &mut self.embedder,
+                chip,
+                self.augmentation,
+                &mut self.jitter_scratch,
+                &mut self.jitter_chip,
+            )?);
+            self.times.embed += embed_started.elapsed();
+            self.times.embedded += 1;
+        }
         Ok(obs)
     }
 
@@ -249,6 +302,11 @@ impl FaceAnalyzer {
             .detect_in_photo(image)
             .context("detecting faces")?;
         Ok(main_face(&faces, image.width(), image.height()).cloned())
+    }
+
+    /// The detector box of a photo's main face (see [`Self::main_face`]), without aligning it.
+    pub fn main_face_box(&mut self, image: &RgbImage) -> anyhow::Result<Option<[f32; 4]>> {
+        Ok(self.photo_main_face(image)?.map(|f| f.bbox))
     }
 
     /// The face an enrolment photo or an LFW image is about: the largest, weighted towards the
@@ -263,7 +321,7 @@ impl FaceAnalyzer {
             image.width() as usize,
             image.height() as usize,
         )?;
-        let obs = self.observe(&view, &face, 0.0)?;
+        let obs = self.observe(&view, 0, &face, 0.0, &mut |_| true)?;
         Ok(obs.embedding.is_some().then_some(obs))
     }
 
@@ -309,8 +367,10 @@ fn describe(
     let mut rng = JitterRng::for_chip(chip);
     let mut sum: Vec<f32> = Vec::new();
     let mut views = 0usize;
+    // Views are averaged raw and normalised once at the end (for a cosine embedder), so an
+    // augmented descriptor is the metric's view of the mean network output.
     let mut add = |view: &RgbChip| -> anyhow::Result<()> {
-        let d = embedder.embed_packed(&view.data, view.width, view.height)?;
+        let d = embedder.embed_raw_packed(&view.data, view.width, view.height)?;
         if sum.is_empty() {
             sum = d;
         } else {

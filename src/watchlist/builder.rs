@@ -3,7 +3,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 
 use super::error::Rejection;
-use super::format::{Body, Entry, Thresholds, Views, encode_header};
+use super::format::{Body, DecisionMode, Entry, Thresholds, Views, encode_header};
 use super::keys::KeyId;
 use super::verify::EmbedderId;
 
@@ -33,8 +33,15 @@ impl WatchlistBuilder {
                 thresholds,
                 entries: Vec::new(),
                 views: Views::Chip,
+                decision: DecisionMode::Frame,
             },
         }
+    }
+
+    /// Records what the threshold was calibrated for; lanes loading the list decide that way.
+    pub fn decision(&mut self, decision: DecisionMode) -> &mut WatchlistBuilder {
+        self.body.decision = decision;
+        self
     }
 
     /// Records how every embedding was made; lanes loading the list describe faces the same way.

@@ -3,8 +3,9 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  b"LWLIST\r\n"
-//! 8       2     format version, u16 little-endian (1, or 2 when the body says how its
-//!               embeddings were made: see `Views`)
+//! 8       2     format version, u16 little-endian (1; 2 when the body says how its
+//!               embeddings were made, see `Views`; 3 when it also names its decision mode,
+//!               see `DecisionMode`)
 //! 10      8     key id: first 8 bytes of sha256(ed25519 public key)
 //! 18      4     body length N, u32 little-endian
 //! 22      N     body: postcard encoding of `Body`
@@ -29,7 +30,7 @@ use crate::vision::model::Fingerprint;
 
 pub const MAGIC: [u8; 8] = *b"LWLIST\r\n";
 /// The newest version this build reads and writes; it reads every version from 1 up.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 22;
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -190,7 +191,50 @@ impl Thresholds {
     /// The issuer's rule applied to a search result: close enough, and clearly closer than anyone
     /// else on the list.
     pub fn accepts(&self, m: &crate::matcher::Match) -> bool {
-        m.distance <= self.max_distance && m.margin >= self.min_margin
+        self.accepts_distance(m.distance, m.margin)
+    }
+
+    /// The same rule on a track's recorded scores.
+    pub fn accepts_scores(&self, s: &crate::passage::episode::Scores) -> bool {
+        self.accepts_distance(s.distance, s.margin)
+    }
+
+    fn accepts_distance(&self, distance: f32, margin: f32) -> bool {
+        distance <= self.max_distance && margin >= self.min_margin
+    }
+}
+
+/// What the list's threshold was calibrated for, and so how a lane must decide with it: a
+/// threshold that keeps 1% of strangers' *searches* below it alerts on several percent of strangers
+/// when each passer is searched once per frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")] // names in JSON (threshold tables); postcard writes the index
+pub enum DecisionMode {
+    /// Every face decided on its own (format versions 1 and 2 imply it); still one alert per
+    /// passage on lanes that track.
+    #[default]
+    Frame,
+    /// One decision per tracked passer on the quality-weighted mean of their faces' descriptors
+    /// (src/passage); the threshold keeps the false-alert rate per passer.
+    Passage,
+}
+
+impl DecisionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionMode::Frame => "frame",
+            DecisionMode::Passage => "passage",
+        }
+    }
+
+    /// What the mode means, for `watchlist inspect` and a lane's log.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            DecisionMode::Frame => "every face decided on its own; threshold calibrated per search",
+            DecisionMode::Passage => {
+                "one decision per passer on the fused descriptor of their tracked faces; threshold calibrated per passer"
+            }
+        }
     }
 }
 
@@ -276,18 +320,22 @@ pub struct Body {
     pub thresholds: Thresholds,
     #[serde(deserialize_with = "bounded_seq::<_, _, MAX_ENTRIES>")]
     pub entries: Vec<Entry>,
-    /// Version 2 only, after the entries; version 1 bodies are [`Views::Chip`].
+    /// Version 2 and later, after the entries; version 1 bodies are [`Views::Chip`].
     #[serde(skip)]
     pub views: Views,
+    /// Version 3 and later, after the views; older bodies are [`DecisionMode::Frame`].
+    #[serde(skip)]
+    pub decision: DecisionMode,
 }
 
 impl Body {
     /// The format version this body is written in: the oldest that can say what it holds, so
     /// boxes that read only version 1 keep taking plain lists.
     pub fn version(&self) -> u16 {
-        match self.views {
-            Views::Chip => 1,
-            Views::ChipAndMirror => 2,
+        match (self.decision, self.views) {
+            (DecisionMode::Passage, _) => 3,
+            (DecisionMode::Frame, Views::ChipAndMirror) => 2,
+            (DecisionMode::Frame, Views::Chip) => 1,
         }
     }
 
@@ -299,6 +347,12 @@ impl Body {
         if version >= 2 {
             let (views, after) = postcard::take_from_bytes::<Views>(rest).map_err(malformed)?;
             body.views = views;
+            rest = after;
+        }
+        if version >= 3 {
+            let (decision, after) =
+                postcard::take_from_bytes::<DecisionMode>(rest).map_err(malformed)?;
+            body.decision = decision;
             rest = after;
         }
         if !rest.is_empty() {
@@ -318,6 +372,9 @@ impl Body {
         let mut bytes = postcard::to_stdvec(self).map_err(malformed)?;
         if self.version() >= 2 {
             bytes.extend(postcard::to_stdvec(&self.views).map_err(malformed)?);
+        }
+        if self.version() >= 3 {
+            bytes.extend(postcard::to_stdvec(&self.decision).map_err(malformed)?);
         }
         if bytes.len() > MAX_BODY_LEN as usize {
             return Err(Rejection::TooLarge {
@@ -502,6 +559,7 @@ mod tests {
                 photo_sha256: vec![[1; 32]],
             }],
             views: Views::Chip,
+            decision: DecisionMode::Frame,
         }
     }
 
@@ -515,6 +573,38 @@ mod tests {
         assert!(
             matches!(Body::decode(&bytes, 1), Err(Rejection::Malformed(m)) if m.contains("left over"))
         );
+    }
+
+    #[test]
+    fn a_passage_list_is_version_3_with_the_mode_after_the_views() {
+        let passage = Body {
+            views: Views::ChipAndMirror,
+            decision: DecisionMode::Passage,
+            ..body()
+        };
+        assert_eq!(passage.version(), 3);
+        let plain_passage = Body {
+            decision: DecisionMode::Passage,
+            ..body()
+        };
+        assert_eq!(plain_passage.version(), 3);
+        let v1 = body().encode().unwrap();
+        let v3 = passage.encode().unwrap();
+        assert_eq!(&v3[..v1.len()], &v1[..]);
+        assert_eq!(&v3[v1.len()..], &[1, 1]);
+        assert_eq!(Body::decode(&v3, 3).unwrap(), passage);
+        // A version 3 body must carry the mode, and read as version 2 the mode is left over.
+        assert!(matches!(Body::decode(&v3, 2), Err(Rejection::Malformed(_))));
+        assert!(matches!(
+            Body::decode(&plain_passage.encode().unwrap()[..v1.len() + 1], 3),
+            Err(Rejection::Malformed(_))
+        ));
+        let mut unknown = v1;
+        unknown.extend([0, 2]);
+        assert!(matches!(
+            Body::decode(&unknown, 3),
+            Err(Rejection::Malformed(_))
+        ));
     }
 
     #[test]

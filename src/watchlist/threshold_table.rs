@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 
-use super::format::Views;
+use super::format::{DecisionMode, Views};
 use crate::vision::model::Fingerprint;
 
 pub const FORMAT: &str = "lanewatch-thresholds/1";
@@ -49,6 +49,34 @@ pub struct ThresholdRow {
     pub method: String,
     /// False alerts in the evaluation behind `fpir`: a handful means the threshold is uncertain.
     pub false_alerts: usize,
+    /// What FPIR and FNIR count: single searches (`trainer eval lfw`, one photo each) or passers
+    /// (`trainer eval lane`, walk-through clips through the lane's own tracks and decisions).
+    /// Absent: `search`.
+    #[serde(default)]
+    pub per: RateUnit,
+    /// How the lane decided (`trainer eval lane` rows; `frame` for per-search rows). Absent: `frame`.
+    #[serde(default)]
+    pub decision: DecisionMode,
+}
+
+/// What one count of FPIR or FNIR is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateUnit {
+    /// One 1:N search (one photo or one frame's face).
+    #[default]
+    Search,
+    /// One person walking past the lane, however many frames they were seen in.
+    Passer,
+}
+
+impl RateUnit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::Search => "search",
+            RateUnit::Passer => "passer",
+        }
+    }
 }
 
 /// Below this many false alerts a row's threshold rests on too few faces to trust.
@@ -140,20 +168,48 @@ impl ThresholdTable {
     /// The threshold for a list of `people` at `fpir`: the row for the smallest tabled size that is
     /// at least `people` (a longer list needs a stricter threshold, so rounding up keeps to the
     /// target).
-    pub fn choose(&self, people: usize, fpir: f64) -> anyhow::Result<Choice> {
+    pub fn choose(
+        &self,
+        people: usize,
+        fpir: f64,
+        decision: DecisionMode,
+    ) -> anyhow::Result<Choice> {
+        let same_target = |r: &&ThresholdRow| {
+            r.fpir_target
+                .is_some_and(|t| (t - fpir).abs() <= 1e-12 * fpir.max(1.0))
+        };
+        // A lane's users count passers: per-passer rows for the lane's decision mode; per-search
+        // rows only for frame decisions in a table that has nothing better.
         let mut rows: Vec<&ThresholdRow> = self
             .rows
             .iter()
-            .filter(|r| {
-                r.fpir_target
-                    .is_some_and(|t| (t - fpir).abs() <= 1e-12 * fpir.max(1.0))
-            })
+            .filter(same_target)
+            .filter(|r| r.per == RateUnit::Passer && r.decision == decision)
             .collect();
+        if rows.is_empty() && decision == DecisionMode::Frame {
+            rows = self
+                .rows
+                .iter()
+                .filter(same_target)
+                .filter(|r| r.per == RateUnit::Search)
+                .collect();
+        }
         if rows.is_empty() {
-            let mut targets: Vec<f64> = self.rows.iter().filter_map(|r| r.fpir_target).collect();
-            targets.sort_by(f64::total_cmp);
+            let mut targets: Vec<String> = self
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    r.fpir_target.map(|t| {
+                        format!("{t} per {} ({} decisions)", r.per.as_str(), r.decision.as_str())
+                    })
+                })
+                .collect();
+            targets.sort();
             targets.dedup();
-            bail!("the threshold table has no rows for FPIR {fpir}; it has {targets:?}");
+            bail!(
+                "the threshold table has no per-passer rows for FPIR {fpir} with {} decisions; it has {targets:?} (`trainer eval lane --thresholds-out` adds per-passer rows)",
+                decision.as_str()
+            );
         }
         rows.sort_by_key(|r| r.watchlist_size);
         let Some(row) = rows.iter().find(|r| r.watchlist_size >= people) else {
@@ -174,7 +230,9 @@ impl ThresholdTable {
         let mut rows: Vec<&ThresholdRow> = self
             .rows
             .iter()
-            .filter(|r| r.fpir_target.is_none() && r.threshold == threshold)
+            .filter(|r| {
+                r.fpir_target.is_none() && r.threshold == threshold && r.per == RateUnit::Search
+            })
             .collect();
         rows.sort_by_key(|r| r.watchlist_size);
         rows.into_iter().find(|r| r.watchlist_size >= people)
@@ -207,6 +265,8 @@ mod tests {
             fnir: 0.3,
             method: "measured".into(),
             false_alerts: 50,
+            per: RateUnit::Search,
+            decision: DecisionMode::Frame,
         }
     }
 
@@ -227,17 +287,43 @@ mod tests {
     }
 
     #[test]
+    fn per_passer_rows_are_chosen_for_their_own_decision_mode() {
+        let mut t = table();
+        let passer = |n, target, th, decision| ThresholdRow {
+            per: RateUnit::Passer,
+            decision,
+            ..row(n, Some(target), th)
+        };
+        t.rows.push(passer(1000, 0.01, 0.30, DecisionMode::Passage));
+        t.rows.push(passer(1000, 0.01, 0.25, DecisionMode::Frame));
+        assert_eq!(
+            t.choose(500, 0.01, DecisionMode::Passage).unwrap().threshold,
+            0.30
+        );
+        // Per passer beats per search for frame decisions too.
+        assert_eq!(t.choose(500, 0.01, DecisionMode::Frame).unwrap().threshold, 0.25);
+        // No per-search fallback for passage decisions: a per-search threshold would break the
+        // per-passer promise.
+        let err = t
+            .choose(500, 0.001, DecisionMode::Passage)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trainer eval lane"), "{err}");
+        assert_eq!(t.choose(50, 0.001, DecisionMode::Frame).unwrap().threshold, 0.40);
+    }
+
+    #[test]
     fn chooses_the_row_for_the_next_larger_list() {
         let t = table();
-        assert_eq!(t.choose(1, 0.01).unwrap().threshold, 0.45);
-        assert_eq!(t.choose(100, 0.01).unwrap().threshold, 0.45);
-        assert_eq!(t.choose(101, 0.01).unwrap().threshold, 0.42);
-        assert_eq!(t.choose(50, 0.001).unwrap().threshold, 0.40);
-        let err = t.choose(1001, 0.01).unwrap_err().to_string();
+        assert_eq!(t.choose(1, 0.01, DecisionMode::Frame).unwrap().threshold, 0.45);
+        assert_eq!(t.choose(100, 0.01, DecisionMode::Frame).unwrap().threshold, 0.45);
+        assert_eq!(t.choose(101, 0.01, DecisionMode::Frame).unwrap().threshold, 0.42);
+        assert_eq!(t.choose(50, 0.001, DecisionMode::Frame).unwrap().threshold, 0.40);
+        let err = t.choose(1001, 0.01, DecisionMode::Frame).unwrap_err().to_string();
         assert!(err.contains("up to 1000 people"), "{err}");
-        let err = t.choose(10, 0.05).unwrap_err().to_string();
+        let err = t.choose(10, 0.05, DecisionMode::Frame).unwrap_err().to_string();
         assert!(
-            err.contains("no rows for FPIR 0.05") && err.contains("0.001"),
+            err.contains("no per-passer rows for FPIR 0.05") && err.contains("0.001"),
             "{err}"
         );
         assert_eq!(t.at_threshold(500, 0.6).unwrap().watchlist_size, 1000);
@@ -317,16 +403,16 @@ mod tests {
             t.check_views(views, &file).unwrap();
             for fpir in [0.01, 0.001] {
                 let (a, b, c) = (
-                    t.choose(100, fpir).unwrap(),
-                    t.choose(1000, fpir).unwrap(),
-                    t.choose(10_000, fpir).unwrap(),
+                    t.choose(100, fpir, DecisionMode::Frame).unwrap(),
+                    t.choose(1000, fpir, DecisionMode::Frame).unwrap(),
+                    t.choose(10_000, fpir, DecisionMode::Frame).unwrap(),
                 );
                 assert!(a.threshold > b.threshold && b.threshold >= c.threshold);
                 assert!(a.row.fpir <= fpir && b.row.fpir <= fpir && c.row.fpir <= fpir);
             }
             // The model's own 1:1 threshold is tabled, and costs most strangers a false alert at 100.
             assert!(t.at_threshold(100, 0.6).unwrap().fpir > 0.3);
-            at_100.push(t.choose(100, 0.01).unwrap().row.fnir);
+            at_100.push(t.choose(100, 0.01, DecisionMode::Frame).unwrap().row.fnir);
         }
         // Mirror averaging misses fewer listed people at the same FPIR (the reason to offer it).
         assert!(at_100[1] < at_100[0], "{at_100:?}");

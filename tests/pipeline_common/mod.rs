@@ -18,7 +18,7 @@ use lanewatch::pipeline::alerting::dispatcher_from_config;
 use lanewatch::pipeline::{Lane, LaneRig, LaneSettings, Pacing, Watcher, WatchlistSlot};
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::faces::{FaceAnalyzer, FaceModels};
-use lanewatch::watchlist::format::{Severity, Thresholds, Views};
+use lanewatch::watchlist::format::{DecisionMode, Severity, Thresholds, Views};
 use lanewatch::watchlist::verify::unix_now;
 use lanewatch::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
 
@@ -91,11 +91,10 @@ pub fn watchlist_with_views(
     let enrolled = enrol_folder(
         &mut analyzer,
         &photos,
-        PhotoRules {
-            min_face_px: 60.0,
-            max_distance: threshold,
-        },
+        &PhotoRules::new(60.0, threshold),
     )
+    .unwrap()
+    .all_or_error()
     .unwrap();
     let now = unix_now();
     sign_watchlist(
@@ -112,6 +111,7 @@ pub fn watchlist_with_views(
             list: "test".into(),
             severity: Severity::High,
             views,
+            decision: DecisionMode::Passage,
         },
         &key(),
     )
@@ -164,6 +164,7 @@ pub fn rig(
             camera: "test-lane".into(),
             min_match_face_px: defaults.detect.min_match_face_px as f32,
             include_crop: alerts.include_crop,
+            passage: defaults.passage.clone(),
         },
     );
     LaneRig {

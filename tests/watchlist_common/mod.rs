@@ -8,7 +8,7 @@ use ed25519_dalek::SigningKey;
 use lanewatch::rng::SplitMix64;
 use lanewatch::vision::contract::Metric;
 use lanewatch::vision::model::Fingerprint;
-use lanewatch::watchlist::format::{Body, Entry, Severity, Thresholds, Views};
+use lanewatch::watchlist::format::{Body, DecisionMode, Entry, Severity, Thresholds, Views};
 use lanewatch::watchlist::{EmbedderId, TrustedKeys, Verifier, builder};
 
 /// A fixed "now" (2027-01-15) so that tests do not depend on the machine's clock.
@@ -73,6 +73,7 @@ pub fn body(sequence: u64, entries: usize) -> Body {
             })
             .collect(),
         views: Views::Chip,
+        decision: DecisionMode::Frame,
     }
 }
 

@@ -8,10 +8,13 @@ use std::time::Instant;
 use anyhow::Context;
 use lanewatch::fsio::write_atomically;
 use lanewatch::vision::detect::DetectorConfig;
-use lanewatch::vision::embed::{Embedder, distance};
+use lanewatch::vision::contract::Metric;
+use lanewatch::vision::embed::{Embedder, distance, l2_normalised};
 use lanewatch::vision::faces::{Augmentation, FaceAnalyzer, FaceModels, read_rgb};
-use lanewatch::watchlist::format::Views;
-use lanewatch::watchlist::threshold_table::{self, FEW_FALSE_ALERTS, ThresholdRow, ThresholdTable};
+use lanewatch::watchlist::format::{DecisionMode, Views};
+use lanewatch::watchlist::threshold_table::{
+    self, FEW_FALSE_ALERTS, RateUnit, ThresholdRow, ThresholdTable,
+};
 use sha2::{Digest, Sha256};
 
 use super::cache::EmbeddingCache;
@@ -23,6 +26,10 @@ pub enum Protocol {
     /// LFW verification, 10-fold: mean accuracy ± std, TAR at FAR, the chosen threshold, no-face counts;
     /// then 1:N identification: FNIR at FPIR targets and the threshold for each watchlist size.
     Lfw(LfwArgs),
+    /// Per-passer accuracy of a lane: walk-through clips of people through the lane's own tracks,
+    /// quality, fusion and decisions; FNIR at per-passer FPIR for frame against passage decisions,
+    /// DET curves, and the per-passer rows of the threshold table.
+    Lane(super::lane::LaneArgs),
 }
 
 #[derive(clap::Args)]
@@ -83,6 +90,17 @@ pub struct LfwArgs {
     /// e.g. models/dlib_resnet_v1.thresholds.json.
     #[arg(long, value_name = "FILE")]
     pub thresholds_out: Option<PathBuf>,
+    /// Score with this metric instead of the embedder contract's (`cosine` L2-normalises the
+    /// descriptors first): compares metrics on identical embeddings.
+    #[arg(long, value_parser = parse_metric)]
+    pub metric: Option<Metric>,
+    /// Also compare enrolling listed people from 1, 2 or 3 photos, searched by the closest photo
+    /// or by their mean (people with at least 4 images; FNIR at FPIR 1%).
+    #[arg(long)]
+    pub enrolment_rules: bool,
+    /// Draw the 1:N DET curves (FNIR against FPIR, log axes, one per watchlist size) to this SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Keep embeddings in FILE and reuse them when the models and settings are the same (a full-LFW
     /// run takes tens of minutes on a small machine).
     #[arg(long, value_name = "FILE")]
@@ -118,6 +136,9 @@ impl LfwArgs {
             draws: 10,
             seed: 1,
             thresholds_out: None,
+            metric: None,
+            enrolment_rules: false,
+            plot: None,
             cache: None,
         }
     }
@@ -134,11 +155,18 @@ pub fn execute(protocol: Protocol) -> anyhow::Result<()> {
             );
             let run = run_lfw(&args)?;
             print_report(&args, &run);
+            if args.enrolment_rules {
+                print_enrolment_rules(&args, &run);
+            }
+            if let Some(plot) = &args.plot {
+                plot_identification(&run, plot)?;
+            }
             if let Some(out) = &args.thresholds_out {
                 write_threshold_table(&args, &run, out)?;
             }
             Ok(())
         }
+        Protocol::Lane(args) => super::lane::execute(&args),
     }
 }
 
@@ -156,6 +184,11 @@ pub struct LfwRun {
     pub pairs: Report,
     pub identification: IdentificationReport,
     pub images: ImagesSummary,
+    /// DET curve points (FPIR, FNIR) per measured watchlist size.
+    pub det: Vec<(usize, Vec<(f64, f64)>)>,
+    /// The embeddings scored (normalised when the metric is cosine) and the metric.
+    pub embeddings: BTreeMap<PathBuf, Option<Vec<f32>>>,
+    pub metric: Metric,
 }
 
 /// Embeds every image the pairs (or, with --all-images, the folder) holds, scores the pairs protocol
@@ -207,9 +240,18 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
         .collect();
     let without_face = embeddings.values().filter(|e| e.is_none()).count();
 
-    // The metric and recommended threshold come from the embedder's contract.
+    // The metric and recommended threshold come from the embedder's contract unless --metric says
+    // otherwise (the contract's threshold is then meaningless and not reported).
     let spec = Embedder::load(&models.embedder)?.spec().clone();
-    let metric = spec.metric;
+    let metric = args.metric.unwrap_or(spec.metric);
+    let embeddings = if metric == Metric::Cosine {
+        embeddings
+            .into_iter()
+            .map(|(p, e)| (p, e.map(l2_normalised)))
+            .collect()
+    } else {
+        embeddings
+    };
     let mut scored = score_pairs(&pairs, &embeddings, |a, b| distance(metric, a, b));
     let mut folds = pairs.folds;
     if folds == 1 {
@@ -223,7 +265,8 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
     }
     let report = evaluate(&scored, folds, args.far)?;
     let searches = SearchSet::build(&embeddings, |a, b| distance(metric, a, b), args.threads);
-    let fixed = args.threshold.or(Some(spec.threshold));
+    let contract_threshold = (metric == spec.metric).then_some(spec.threshold);
+    let fixed = args.threshold.or(contract_threshold);
     let identification = searches.report(
         &args.watchlist_sizes,
         &args.fpir,
@@ -231,9 +274,20 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
         args.draws,
         args.seed,
     );
+    let det = if args.plot.is_some() {
+        args.watchlist_sizes
+            .iter()
+            .filter_map(|&n| searches.det(n, args.draws, args.seed).map(|c| (n, c)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(LfwRun {
         pairs: report,
         identification,
+        det,
+        embeddings,
+        metric,
         images: ImagesSummary {
             images: images.len(),
             images_without_face: without_face,
@@ -274,6 +328,8 @@ fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Re
                 fnir: r.fnir,
                 method: r.method.to_string(),
                 false_alerts: r.false_alerts,
+                per: RateUnit::Search,
+                decision: DecisionMode::Frame,
             })
             .collect(),
     };
@@ -287,7 +343,7 @@ fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Re
 }
 
 /// Every `NAME/NAME_NNNN.jpg` under an LFW folder, sorted.
-fn all_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn all_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let people = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list LFW folder {}", dir.display()))?;
@@ -322,7 +378,7 @@ fn all_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Each image's embedding, `None` when no usable face was found in it.
 type Embeddings = Vec<(PathBuf, Option<Vec<f32>>)>;
 
-fn embed_all(
+pub(crate) fn embed_all(
     images: &[PathBuf],
     models: &FaceModels,
     config: &DetectorConfig,
@@ -383,11 +439,13 @@ fn print_report(args: &LfwArgs, run: &LfwRun) {
         return;
     }
     println!(
-        "LFW verification: {} ({} pairs, {} folds{})",
+        "LFW verification: {} ({} pairs, {} folds{}{})",
         model_name(&args.model),
         r.pairs,
         r.folds.len(),
-        describe_augmentation(args.augmentation())
+        describe_augmentation(args.augmentation()),
+        args.metric
+            .map_or_else(String::new, |m| format!(", {} distance", m.as_str()))
     );
     println!(
         "  accuracy        {:.2}% ± {:.2}",
@@ -467,6 +525,55 @@ fn print_report(args: &LfwArgs, run: &LfwRun) {
     }
 }
 
+fn print_enrolment_rules(args: &LfwArgs, run: &LfwRun) {
+    let rows = super::enrolment::report(
+        &run.embeddings,
+        run.metric,
+        &args.watchlist_sizes,
+        0.01,
+        args.draws,
+        args.seed,
+    );
+    println!();
+    println!(
+        "Enrolment from several photos (people with at least {} images; FNIR at FPIR 1%, {} lists per size):",
+        super::enrolment::MAX_PHOTOS + 1,
+        args.draws
+    );
+    println!("  {:>9}  {:>6}  {:<8}  {:>9}  {:>7}", "watchlist", "photos", "rule", "threshold", "FNIR");
+    for r in &rows {
+        println!(
+            "  {:>9}  {:>6}  {:<8}  {:>9.4}  {:>6.2}%",
+            r.watchlist_size,
+            r.photos,
+            r.rule,
+            r.threshold,
+            100.0 * r.fnir
+        );
+    }
+}
+
+fn plot_identification(run: &LfwRun, plot: &Path) -> anyhow::Result<()> {
+    let curves: Vec<super::det::Curve> = run
+        .det
+        .iter()
+        .map(|(n, points)| super::det::Curve {
+            label: format!("{n} listed, one search per face"),
+            points: points.clone(),
+            dashed: false,
+        })
+        .collect();
+    super::det::write_svg(
+        plot,
+        "lanewatch 1:N identification on LFW: FNIR against FPIR per search",
+        "FPIR (non-mated searches alerted)",
+        "FNIR (mated searches missed)",
+        &curves,
+    )?;
+    eprintln!("trainer eval: DET curves written to {}", plot.display());
+    Ok(())
+}
+
 fn model_name(p: &Path) -> String {
     p.file_name().map_or_else(
         || p.display().to_string(),
@@ -485,4 +592,8 @@ fn describe_augmentation(a: Augmentation) -> String {
             a.jitter
         ),
     }
+}
+
+fn parse_metric(s: &str) -> Result<Metric, String> {
+    Metric::parse(s).ok_or_else(|| format!("unknown metric {s:?}: expected euclidean or cosine"))
 }

@@ -357,6 +357,29 @@ impl SearchSet {
     /// The table: for each watchlist size and FPIR target, the threshold and FNIR, measured where the
     /// set holds enough people and modelled otherwise; then, with `fixed`, what that one threshold
     /// (the model's recommended one) gives at each size.
+    /// DET points (FPIR, FNIR) of a measured size over its draws: one per threshold step through
+    /// the non-mated searches' nearest distances. `None` when the size cannot be measured.
+    pub fn det(&self, n: usize, draws: usize, seed: u64) -> Option<Vec<(f64, f64)>> {
+        let d = self.draw(n, draws, seed)?;
+        let finite: Vec<f32> = d
+            .nearest_non_mated
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        let steps = 150.min(finite.len());
+        let mut out: Vec<(f64, f64)> = (1..=steps)
+            .map(|k| {
+                let t = finite[(k * finite.len() / (steps + 1)).min(finite.len() - 1)];
+                let m = self.measure_at(&d, t);
+                (m.fpir, m.fnir)
+            })
+            .filter(|(fpir, _)| *fpir > 0.0)
+            .collect();
+        out.dedup();
+        Some(out)
+    }
+
     pub fn report(
         &self,
         sizes: &[usize],

@@ -2,5 +2,9 @@
 
 pub mod cache;
 pub mod command;
+pub mod det;
+pub mod enrolment;
 pub mod identification;
+pub mod lane;
 pub mod lfw;
+pub mod pool;
