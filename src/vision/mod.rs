@@ -10,3 +10,4 @@ pub mod image;
 pub mod landmarks;
 pub mod model;
 pub mod onnx_writer;
+pub mod quality;
