@@ -15,5 +15,6 @@ pub mod pipeline;
 pub mod queue;
 pub mod rng;
 pub mod samples;
+pub mod track;
 pub mod vision;
 pub mod watchlist;
