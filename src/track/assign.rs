@@ -236,6 +236,30 @@ mod tests {
     }
 
     #[test]
+    fn large_matrices_fall_back_to_a_valid_greedy_assignment() {
+        // 300 x 300 is past the Hungarian budget.
+        let n = 300;
+        let costs: Vec<f32> = (0..n * n)
+            .map(|k| {
+                if k % 7 == 0 {
+                    NO
+                } else {
+                    (k * 37 % 101) as f32 / 100.0
+                }
+            })
+            .collect();
+        let pairs = run(&costs, n, n);
+        let (mut rows, mut cols) = (vec![false; n], vec![false; n]);
+        for &(r, c) in &pairs {
+            assert!(costs[r * n + c].is_finite());
+            assert!(!rows[r] && !cols[c], "({r}, {c}) reused");
+            rows[r] = true;
+            cols[c] = true;
+        }
+        assert!(pairs.len() > n / 2);
+    }
+
+    #[test]
     fn empty_and_short_inputs() {
         assert!(run(&[], 0, 3).is_empty());
         assert!(run(&[0.1], 2, 2).is_empty());

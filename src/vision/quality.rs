@@ -485,7 +485,7 @@ mod tests {
         ];
         let draw = |rng: &mut SplitMix64| -> f32 {
             let r = rng.next_u64();
-            if r % 4 == 0 {
+            if r.is_multiple_of(4) {
                 specials[(r / 4) as usize % specials.len()]
             } else {
                 (rng.unit_f64() as f32 - 0.3) * 300.0
