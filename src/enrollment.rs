@@ -72,7 +72,7 @@ pub fn enrol_folder(
             photo_sha256: vec![],
         };
         for photo in sorted_entries(&dir)?.into_iter().filter(|p| is_photo(p)) {
-            let bytes = std::fs::read(&photo)
+            let bytes = crate::fsio::read_regular(&photo, crate::camera::pixel::MAX_PHOTO_BYTES)
                 .with_context(|| format!("cannot read {}", photo.display()))?;
             person
                 .embeddings
@@ -103,9 +103,9 @@ fn embed_photo(
     bytes: &[u8],
     min_face_px: f32,
 ) -> anyhow::Result<Vec<f32>> {
-    let rgb = image::load_from_memory(bytes)
-        .with_context(|| format!("{}: not a readable JPEG or PNG image", photo.display()))?
-        .to_rgb8();
+    // Size checked from the header before decoding (MAX_FILE_DIMENSION).
+    let rgb = crate::camera::pixel::decode_photo(bytes)
+        .with_context(|| format!("{}: not a readable JPEG or PNG image", photo.display()))?;
     analyzer.resize(rgb.width(), rgb.height())?;
     let faces = analyzer.analyze(&rgb, min_face_px)?;
     let mut usable = faces.into_iter().filter_map(|f| f.embedding);
