@@ -263,7 +263,7 @@ fn oversized_or_foreign_bodies_are_refused_early_and_not_retried() {
     let (url, seen) = serve(vec![
         raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2000000000\r\n\r\nLWLIST"),
         ok(b"<html>not found, but 200</html>".repeat(1000), None),
-        ok([&list[..], b"extra"].concat(), None),
+        ok([&list[..], &b"extra"[..]].concat(), None),
         ok(list[..list.len() - 10].to_vec(), None),
     ]);
     let s = syncer(&url, &dir);

@@ -319,14 +319,10 @@ pub const MAX_PHOTO_BYTES: u64 = 32 << 20;
 /// Decodes a JPEG or PNG photo (enrolment) as RGB, refusing from its header, before decoding,
 /// an image wider or taller than [`MAX_FILE_DIMENSION`].
 pub fn decode_photo(bytes: &[u8]) -> Result<RgbImage, PixelError> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    // The header only, so that the error names the size.
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_FILE_DIMENSION);
-    limits.max_image_height = Some(MAX_FILE_DIMENSION);
-    reader.limits(limits);
-    let (w, h) = reader
+        .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?
         .into_dimensions()
         .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?;
     if w > MAX_FILE_DIMENSION || h > MAX_FILE_DIMENSION {
