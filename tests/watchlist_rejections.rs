@@ -367,7 +367,7 @@ fn cap_errors_say_which_count_is_over_which_cap() {
     );
 }
 
-/// A body of many tiny entries (1 dimension, 12 bytes each) costs far more memory than bytes; the
+/// A body of many tiny entries (1 dimension, 17 bytes each) costs far more memory than bytes; the
 /// decoder stops at its budget (8 bytes per body byte + 4 MiB) instead of using ~20x the file.
 #[test]
 fn many_tiny_entries_are_refused_by_the_memory_budget() {
@@ -382,9 +382,9 @@ fn many_tiny_entries_are_refused_by_the_memory_budget() {
     encoded.extend(0.05f32.to_le_bytes());
     encoded.extend(postcard::to_stdvec(&n).unwrap());
     for i in 0..n {
-        // id (3 bytes), name "", list "", severity, 1 embedding of 1 value, no photos
-        encoded.push(3);
-        encoded.extend(&i.to_le_bytes()[..3]);
+        // id (6 ASCII digits), name "", list "", severity, 1 embedding of 1 value, no photos
+        encoded.push(6);
+        encoded.extend(format!("{i:06}").bytes());
         encoded.extend([0, 0, 0, 1, 1]);
         encoded.extend(1.0f32.to_le_bytes());
         encoded.push(0);
