@@ -199,8 +199,11 @@ impl Config {
         Ok(config)
     }
 
+    /// Largest configuration file read.
+    pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
     pub fn read(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::fsio::read_regular_text(path, Self::MAX_FILE_BYTES)
             .with_context(|| format!("cannot read configuration file {}", path.display()))?;
         Self::parse(&text, path)
     }

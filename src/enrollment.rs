@@ -220,10 +220,11 @@ pub fn mean_descriptor(embeddings: &[Vec<f32>], metric: Metric) -> Vec<f32> {
 }
 
 fn read_photo(photo: &Path) -> anyhow::Result<(Vec<u8>, image::RgbImage)> {
-    let bytes = std::fs::read(photo).context("cannot read the file")?;
-    let rgb = image::load_from_memory(&bytes)
-        .context("not a readable JPEG or PNG image")?
-        .to_rgb8();
+    let bytes = crate::fsio::read_regular(photo, crate::camera::pixel::MAX_PHOTO_BYTES)
+        .context("cannot read the file")?;
+    // Size checked from the header before decoding (MAX_FILE_DIMENSION).
+    let rgb = crate::camera::pixel::decode_photo(&bytes)
+        .context("not a readable JPEG or PNG image")?;
     Ok((bytes, rgb))
 }
 

@@ -86,6 +86,24 @@ pub fn describe(error: &ureq::Error) -> String {
     error.to_string()
 }
 
+/// Whether trying again later could make the request succeed: the network (DNS, connect,
+/// timeouts, I/O) may come back; a malformed URL or answer, a redirect loop, a redirect to a bad
+/// scheme or an over-limit body will not change by retrying.
+pub fn is_transient(error: &ureq::Error) -> bool {
+    if is_certificate_error(error) {
+        return false;
+    }
+    matches!(
+        error,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::ConnectProxyFailed(_)
+            | ureq::Error::BodyStalled
+    )
+}
+
 /// Whether `error` is a refused server certificate (retrying will not help until someone changes
 /// the server or the trusted CA).
 pub fn is_certificate_error(error: &ureq::Error) -> bool {
@@ -139,7 +157,8 @@ mod tls {
             path: path.to_path_buf(),
             why,
         };
-        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let pem = crate::fsio::read_regular(path, 1 << 20)
+            .map_err(|e| bad(format!("cannot read it: {e}")))?;
         let mut certs = Vec::new();
         for item in ureq::tls::parse_pem(&pem) {
             match item.map_err(|e| bad(format!("not valid PEM: {e}")))? {

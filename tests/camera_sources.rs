@@ -392,3 +392,142 @@ fn v4l2_open_failures_are_clear_errors_and_recoverable() {
     assert!(stats.open_failures >= 2, "{stats:?}");
     assert!(!stats.connected);
 }
+
+/// A real small JPEG whose frame header (SOF) claims `w` x `h`: what a hostile 9 KB file looks like.
+fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+    let mut bytes = jpeg(&solid(16, 16, [90, 90, 90]));
+    let sof = bytes
+        .windows(2)
+        .position(|m| m[0] == 0xFF && (m[1] == 0xC0 || m[1] == 0xC2))
+        .expect("a SOF marker");
+    // FF C0, length (2), precision (1), height (2), width (2)
+    bytes[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    bytes
+}
+
+/// Frames from files are capped at 4096x4096 from the header, before any pixel buffer is made:
+/// an image claiming 8192x8192 is a corrupt frame, and the frame buffer never grows for it.
+#[test]
+fn oversized_images_are_refused_from_the_header_without_decoding() {
+    use lanewatch::camera::pixel::{JpegDecoder, MAX_FILE_DIMENSION, decode_photo};
+
+    let dir = temp_dir("frames-huge");
+    std::fs::write(dir.join("a.jpg"), jpeg_claiming(8192, 8192)).unwrap();
+    std::fs::write(dir.join("b.jpg"), jpeg_claiming(4097, 16)).unwrap();
+    std::fs::write(dir.join("c.jpg"), jpeg(&solid(40, 30, [200, 30, 30]))).unwrap();
+    let spec: SourceSpec = format!("frames:{}", dir.display()).parse().unwrap();
+    let mut source = spec.open(&CaptureConfig::default()).unwrap();
+    let mut frame = Frame::empty();
+    for name in ["a.jpg", "b.jpg"] {
+        let err = source.next_frame(&mut frame, T).unwrap_err();
+        assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(name) && text.contains("larger than"),
+            "{text}"
+        );
+        assert!(
+            frame.rgb.as_raw().capacity() < 1 << 20,
+            "a buffer was made for {name}"
+        );
+    }
+    source.next_frame(&mut frame, T).unwrap();
+    assert_eq!(frame.rgb.dimensions(), (40, 30));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A recording: same limit.
+    let mut rec = jpeg_claiming(8192, 8192);
+    rec.extend(jpeg(&solid(24, 16, [10, 10, 200])));
+    let mut source = MjpegFileSource::from_reader(
+        Box::new(std::io::Cursor::new(rec)),
+        "mjpeg:test".into(),
+        1 << 20,
+    );
+    let err = source.next_frame(&mut frame, T).unwrap_err();
+    assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
+    source.next_frame(&mut frame, T).unwrap();
+    assert_eq!(frame.rgb.dimensions(), (24, 16));
+
+    // A camera is held to its configured capture size (V4L2 MJPEG uses this decoder).
+    let camera = JpegDecoder::with_max_size(640, 480);
+    let mut rgb = RgbImage::default();
+    let err = camera
+        .decode_into(&jpeg_claiming(1280, 720), &mut rgb)
+        .unwrap_err();
+    assert!(err.to_string().contains("1280x720"), "{err}");
+    assert_eq!(rgb.as_raw().capacity(), 0);
+    camera
+        .decode_into(&jpeg(&solid(640, 480, [1, 2, 3])), &mut rgb)
+        .unwrap();
+
+    // Enrolment photos.
+    let err = decode_photo(&jpeg_claiming(8192, 8192)).unwrap_err();
+    assert!(err.to_string().contains("8192"), "{err}");
+    assert_eq!(MAX_FILE_DIMENSION, 4096);
+    assert_eq!(
+        decode_photo(&jpeg(&solid(20, 10, [0, 0, 0])))
+            .unwrap()
+            .dimensions(),
+        (20, 10)
+    );
+}
+
+/// Decoder messages are flattened to one line: a log line is never split.
+#[test]
+fn decode_errors_are_one_line() {
+    let whole = jpeg(&solid(64, 64, [9, 9, 9]));
+    let dir = temp_dir("frames-oneline");
+    for (i, cut) in [whole.len() / 2, 40, 200].into_iter().enumerate() {
+        let mut bytes = whole[..cut.min(whole.len())].to_vec();
+        bytes.extend(b"\n\r\x1b[2J junk");
+        std::fs::write(dir.join(format!("{i}.jpg")), &bytes).unwrap();
+    }
+    let spec: SourceSpec = format!("frames:{}", dir.display()).parse().unwrap();
+    let mut source = spec.open(&CaptureConfig::default()).unwrap();
+    let mut frame = Frame::empty();
+    loop {
+        match source.next_frame(&mut frame, T) {
+            Ok(()) => {}
+            Err(SourceError::EndOfStream { .. }) => break,
+            Err(e) => {
+                let text = e.to_string();
+                assert!(!text.contains('\n') && !text.contains('\r'), "{text:?}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A folder entry that is a FIFO (directly or behind a symlink) is skipped as corrupt, named, and
+/// never opened for a blocking read.
+#[cfg(unix)]
+#[test]
+fn fifos_in_a_frames_folder_are_skipped_without_blocking() {
+    let dir = temp_dir("frames-fifo");
+    let fifo = dir.join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // no mkfifo(1) here
+    }
+    std::os::unix::fs::symlink(&fifo, dir.join("a.jpg")).unwrap();
+    std::fs::write(dir.join("b.jpg"), jpeg(&solid(40, 30, [200, 30, 30]))).unwrap();
+    let spec: SourceSpec = format!("frames:{}", dir.display()).parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut source = spec.open(&CaptureConfig::default()).unwrap();
+        let mut frame = Frame::empty();
+        let first = source.next_frame(&mut frame, T).map_err(|e| e.to_string());
+        let second = source
+            .next_frame(&mut frame, T)
+            .map(|()| frame.rgb.dimensions());
+        let _ = tx.send((first, second.map_err(|e| e.to_string())));
+    });
+    let (first, second) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the folder source blocked on a FIFO");
+    let err = first.unwrap_err();
+    assert!(err.contains("a.jpg") && err.contains("FIFO"), "{err}");
+    assert_eq!(second.unwrap(), (40, 30));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -419,3 +419,21 @@ fn side_file_crops_are_written_atomically() {
     let _ = journal::segment_path(&dir, 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Only an unfinished last line is an interrupted write: a complete line that is not an alert
+/// (written whole by someone else, or by a newer lanewatch) is kept, and nothing is reported.
+#[test]
+fn a_complete_non_alert_last_line_is_kept() {
+    let dir = temp_dir("journal-foreign-line");
+    let (mut journal, _) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    journal.append(&alert("a")).unwrap();
+    drop(journal);
+    let path = segment_path(&dir, 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"note\":\"operator checked lane 3\"}\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let (_journal, recovery) = Journal::open(&dir, JournalConfig::default()).unwrap();
+    assert_eq!(recovery, None);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

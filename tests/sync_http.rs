@@ -17,6 +17,8 @@ struct Canned {
     status: u16,
     etag: Option<&'static str>,
     body: Vec<u8>,
+    /// Sent as the whole response instead (malformed answers, odd headers, redirects).
+    raw: Option<Vec<u8>>,
 }
 
 fn ok(body: Vec<u8>, etag: Option<&'static str>) -> Canned {
@@ -24,6 +26,7 @@ fn ok(body: Vec<u8>, etag: Option<&'static str>) -> Canned {
         status: 200,
         etag,
         body,
+        raw: None,
     }
 }
 
@@ -32,6 +35,14 @@ fn status(code: u16) -> Canned {
         status: code,
         etag: None,
         body: Vec::new(),
+        raw: None,
+    }
+}
+
+fn raw(response: &[u8]) -> Canned {
+    Canned {
+        raw: Some(response.to_vec()),
+        ..status(0)
     }
 }
 
@@ -63,6 +74,12 @@ fn serve(responses: Vec<Canned>) -> (String, Arc<Mutex<Vec<String>>>) {
                 head.push_str(&line.to_ascii_lowercase());
             }
             log.lock().unwrap().push(head);
+            if let Some(raw) = &canned.raw {
+                let mut stream = reader.into_inner();
+                let _ = stream.write_all(raw);
+                let _ = stream.flush();
+                continue;
+            }
             let reason = match canned.status {
                 200 => "OK",
                 304 => "Not Modified",
@@ -201,8 +218,11 @@ fn refused_files_are_not_retried_and_never_touch_disk() {
     assert_eq!(seen.lock().unwrap().len(), 4);
     assert_eq!(store.active_bytes().unwrap().unwrap(), file(5));
     assert_eq!(store.etag().unwrap(), None);
-    let entries = std::fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(entries, 1, "only the active file");
+    let entries = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "watchlist.lock")
+        .count();
+    assert_eq!(entries, 1, "only the active file (and the writers' lock)");
 }
 
 #[test]
@@ -226,4 +246,118 @@ fn unsupported_schemes_and_https_without_the_feature_are_refused_clearly() {
         let err = https.unwrap();
         assert!(err.contains("rebuild it with `--features https`"), "{err}");
     }
+}
+
+/// Sync `s` once with retries allowed, counting the back-off waits.
+fn sync_counting_waits(s: &Syncer) -> (Result<SyncOutcome, SyncError>, usize) {
+    let mut waits = 0;
+    let r = s.sync_with_clock(&|| NOW, &mut |_| waits += 1);
+    (r, waits)
+}
+
+#[test]
+fn oversized_or_foreign_bodies_are_refused_early_and_not_retried() {
+    let dir = TempDir::new("sync-early");
+    let list = file(3);
+    // The declared length of a real list, then a body that is not a watchlist at all.
+    let (url, seen) = serve(vec![
+        raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2000000000\r\n\r\nLWLIST"),
+        ok(b"<html>not found, but 200</html>".repeat(1000), None),
+        ok([&list[..], &b"extra"[..]].concat(), None),
+        ok(list[..list.len() - 10].to_vec(), None),
+    ]);
+    let s = syncer(&url, &dir);
+    let kinds: Vec<String> = (0..4)
+        .map(|_| {
+            let (r, waits) = sync_counting_waits(&s);
+            assert_eq!(waits, 0, "a refused body is not fetched again");
+            match r {
+                Err(SyncError::Store(StoreError::Rejected(WatchlistError { kind, .. }))) => {
+                    format!("{kind:?}")
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert!(kinds[0].starts_with("TooLarge"), "{}", kinds[0]);
+    assert!(kinds[1].starts_with("BadMagic"), "{}", kinds[1]);
+    assert!(kinds[2].starts_with("TrailingBytes"), "{}", kinds[2]);
+    assert!(kinds[3].starts_with("Truncated"), "{}", kinds[3]);
+    assert_eq!(seen.lock().unwrap().len(), 4);
+    assert_eq!(s.store().active_bytes().unwrap(), None);
+}
+
+#[test]
+fn a_304_to_a_request_without_if_none_match_is_an_error() {
+    let dir = TempDir::new("sync-304");
+    let (url, seen) = serve(vec![status(304)]);
+    let s = syncer(&url, &dir);
+    let (r, waits) = sync_counting_waits(&s);
+    let err = r.unwrap_err();
+    assert!(
+        matches!(err, SyncError::UnexpectedNotModified { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no If-None-Match"), "{err}");
+    assert_eq!((waits, seen.lock().unwrap().len()), (0, 1));
+}
+
+#[test]
+fn permanent_http_failures_are_not_retried() {
+    let dir = TempDir::new("sync-permanent");
+    let loop_to_self =
+        b"HTTP/1.1 302 Found\r\nConnection: close\r\nLocation: /lists/watchlist.lwl\r\nContent-Length: 0\r\n\r\n";
+    let mut responses: Vec<Canned> = (0..12).map(|_| raw(loop_to_self)).collect();
+    responses.push(raw(
+        b"HTTP/1.1 302 Found\r\nConnection: close\r\nLocation: ftp://127.0.0.1/w.lwl\r\nContent-Length: 0\r\n\r\n",
+    ));
+    responses.push(raw(b"HTTP/1.1 two hundred\r\nx\r\n\r\n"));
+    let (url, _) = serve(responses);
+    let s = syncer(&url, &dir);
+    for what in ["redirect loop", "redirect to ftp://", "malformed answer"] {
+        let (r, waits) = sync_counting_waits(&s);
+        let err = r.unwrap_err();
+        assert!(!err.is_transient(), "{what}: {err}");
+        assert_eq!(waits, 0, "{what}: {err}");
+    }
+    // A URL that cannot be requested at all.
+    let s = syncer("http://exa mple.invalid/w.lwl", &dir);
+    let (r, waits) = sync_counting_waits(&s);
+    assert!(r.is_err());
+    assert_eq!(waits, 0, "{:?}", r);
+}
+
+#[test]
+fn after_a_rollback_sync_does_not_reinstall_the_newer_list() {
+    let dir = TempDir::new("sync-hold");
+    let store = Store::open(dir.path()).unwrap();
+    store.install(&file(1), "seed", &verifier(), NOW).unwrap();
+    store.install(&file(2), "seed", &verifier(), NOW).unwrap();
+    assert_eq!(store.rollback(&verifier(), NOW, true).unwrap(), (2, 1));
+    let (url, _) = serve(vec![ok(file(2), None), ok(file(3), None)]);
+    let mut config = SyncConfig::new(&url);
+    config.retries = 0;
+    let s = Syncer::new(
+        config,
+        Store::open(dir.path()).unwrap().respecting_hold(),
+        verifier(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.fetch_once(NOW).unwrap(),
+        SyncOutcome::Held {
+            sequence: 2,
+            hold: 2
+        }
+    );
+    assert_eq!(store.active_bytes().unwrap().unwrap(), file(1));
+    // A newer list than the one rolled away from lifts the hold.
+    assert_eq!(
+        s.fetch_once(NOW).unwrap(),
+        SyncOutcome::Installed {
+            from: Some(1),
+            to: 3
+        }
+    );
+    assert_eq!(store.hold().unwrap(), None);
 }

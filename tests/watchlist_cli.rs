@@ -193,6 +193,8 @@ fn technician_workflow() {
         &pubkey,
         "--dir",
         &state,
+        "--model",
+        &model,
     ]);
     assert!(!out.status.success());
     assert!(
@@ -208,6 +210,8 @@ fn technician_workflow() {
         &pubkey,
         "--dir",
         &state,
+        "--model",
+        &model,
         "--allow-lower-sequence",
     ]);
     assert!(out.status.success(), "{}", text(&out));
@@ -239,7 +243,16 @@ fn sync_over_https_with_a_private_ca() {
         }],
     );
     let ca = pki.ca_pem.display().to_string();
-    let args = ["sync", "--url", &url, "--pubkey", &pubkey, "--dir", &state];
+    let args = [
+        "sync",
+        "--url",
+        &url,
+        "--pubkey",
+        &pubkey,
+        "--dir",
+        &state,
+        "--any-embedder",
+    ];
     let out = lanewatch(&[&args[..], &["--ca-cert", &ca]].concat());
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -268,9 +281,165 @@ fn sync_over_https_with_a_private_ca() {
         &pubkey,
         "--dir",
         &state,
+        "--any-embedder",
         "--ca-cert",
         &ca,
     ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("plain http://"), "{}", text(&out));
+}
+
+/// What a hostile or careless input does to the technician's commands: a list for another
+/// embedder, escape sequences in a list's strings, unverified diffs, special files as inputs,
+/// an out-of-range sequence.
+#[test]
+fn hostile_inputs_through_the_cli() {
+    let dir = TempDir::new("cli-hostile");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let (key, pubkey, model, state) = (p("issuer"), p("issuer.pub"), p("box.onnx"), p("state"));
+    assert!(lanewatch(&["keygen", "--out", &key]).status.success());
+    let embedder = tiny_embedder(Path::new(&model), 0.1);
+    let signing = read_signing_key(Path::new(&key)).unwrap();
+    let thresholds = Thresholds {
+        max_distance: 0.5,
+        min_margin: 0.1,
+    };
+    let now = unix_now();
+    let mut v1 = WatchlistBuilder::new(embedder, thresholds, 1, now - 60, now + 30 * DAY);
+    let mut evil = entry("id\x1b]0;pwned\x07", [1.0, 0.0]);
+    evil.display_name = "Mallory\n+ forged line\x1b[2J\u{202e}".into();
+    v1.add(evil).add(entry("b", [0.0, 1.0]));
+    let mut v2 = WatchlistBuilder::new(embedder, thresholds, 2, now - 30, now + 30 * DAY);
+    let mut renamed = entry("b", [0.0, 1.0]);
+    renamed.display_name = "Bob\r\x1b[1A".into();
+    v2.add(renamed);
+    let (f1, f2) = (p("v1.lwl"), p("v2.lwl"));
+    std::fs::write(&f1, v1.sign(&signing).unwrap()).unwrap();
+    std::fs::write(&f2, v2.sign(&signing).unwrap()).unwrap();
+
+    // 2. Without --model, install checks the box's embedder (the bundled one by default).
+    let out = lanewatch(&[
+        "watchlist",
+        "install",
+        &f1,
+        "--pubkey",
+        &pubkey,
+        "--dir",
+        &state,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("re-enrol the watchlist with the box's model"),
+        "{}",
+        text(&out)
+    );
+    assert!(!Path::new(&state).join("watchlist.lwl").exists());
+    let out = lanewatch(&[
+        "watchlist",
+        "install",
+        &f1,
+        "--pubkey",
+        &pubkey,
+        "--dir",
+        &state,
+        "--any-embedder",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("WARNING: --any-embedder"),
+        "{}",
+        text(&out)
+    );
+    let missing = p("missing.onnx");
+    let out = lanewatch(&[
+        "watchlist",
+        "install",
+        &f2,
+        "--pubkey",
+        &pubkey,
+        "--dir",
+        &state,
+        "--model",
+        &missing,
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains(&missing), "{}", text(&out));
+
+    // 10. A list's strings are escaped wherever they are printed.
+    let out = lanewatch(&["watchlist", "inspect", &f1, "--entries"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        !t.contains('\x1b') && !t.contains('\x07') && !t.contains('\u{202e}'),
+        "{t:?}"
+    );
+    assert!(t.contains("id\\u{1b}]0;pwned\\u{7}"), "{t}");
+    assert!(!t.contains("\n+ forged"), "{t}");
+    let out = lanewatch(&["watchlist", "diff", &f1, &f2]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("UNVERIFIED"), "{t}");
+    assert!(!t.contains('\x1b') && !t.contains('\r'), "{t:?}");
+    let out = lanewatch(&["watchlist", "diff", &f1, &f2, "--pubkey", &pubkey]);
+    assert!(
+        text(&out).contains("signatures: both valid"),
+        "{}",
+        text(&out)
+    );
+    let other = p("other");
+    assert!(lanewatch(&["keygen", "--out", &other]).status.success());
+    let out = lanewatch(&[
+        "watchlist",
+        "diff",
+        &f1,
+        &f2,
+        "--pubkey",
+        &format!("{other}.pub"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not among the trusted keys"),
+        "{}",
+        text(&out)
+    );
+
+    // 11. Special files given as inputs are refused at once, naming the file.
+    for args in [
+        &["run", "--config", "/dev/zero", "--print-config"][..],
+        &["probe", "--model", "/dev/zero"][..],
+        &["watchlist", "inspect", "/dev/zero"][..],
+        &[
+            "watchlist",
+            "install",
+            &f2,
+            "--pubkey",
+            "/dev/zero",
+            "--dir",
+            &state,
+            "--any-embedder",
+        ][..],
+    ] {
+        let out = lanewatch(args);
+        assert!(!out.status.success(), "{args:?}");
+        let t = text(&out);
+        assert!(
+            t.contains("/dev/zero") && t.contains("character device"),
+            "{args:?}: {t}"
+        );
+    }
+
+    // 7. A sequence that would lock every later list out is refused up front.
+    let out = lanewatch(&[
+        "enroll",
+        "--photos",
+        &p("photos"),
+        "--key",
+        &key,
+        "--out",
+        &p("x.lwl"),
+        "--sequence",
+        "18446744073709551615",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("2^53"), "{}", text(&out));
 }

@@ -313,3 +313,119 @@ fn a_good_file_installs_and_hot_reloads_while_old_snapshots_stay_valid() {
         Reload::Unchanged
     );
 }
+
+/// Signs `body` as it is, without the writer's validation (a hostile or broken issuer).
+fn sign_raw(encoded: &[u8]) -> Vec<u8> {
+    let key = signer();
+    let mut f =
+        format::encode_header(KeyId::of(&key.verifying_key()), 1, encoded.len() as u32).to_vec();
+    f.extend_from_slice(encoded);
+    let sig = key.sign(&f);
+    f.extend_from_slice(&sig.to_bytes());
+    f
+}
+
+#[test]
+fn a_sequence_above_2_pow_53_is_refused() {
+    for seq in [u64::MAX, format::MAX_SEQUENCE + 1] {
+        let mut b = body(6, 5);
+        b.sequence = seq;
+        let f = sign_raw(&postcard::to_stdvec(&b).unwrap());
+        check(
+            "huge-sequence",
+            &f,
+            &verifier(),
+            |k| matches!(k, Rejection::Malformed(m) if m.contains("over the limit") && m.contains("2^53")),
+        );
+        // The writer refuses it too.
+        assert!(b.encode().is_err());
+    }
+    let mut b = body(6, 5);
+    b.sequence = format::MAX_SEQUENCE;
+    assert!(b.encode().is_ok());
+}
+
+#[test]
+fn cap_errors_say_which_count_is_over_which_cap() {
+    let mut b = body(6, 1);
+    b.entries[0].embeddings = vec![vec![0.5; DIM]; format::MAX_EMBEDDINGS_PER_ENTRY + 1];
+    let f = sign_raw(&postcard::to_stdvec(&b).unwrap());
+    check(
+        "cap-embeddings",
+        &f,
+        &verifier(),
+        |k| matches!(k, Rejection::Malformed(m) if m.contains("33 embeddings in one entry, over the cap of 32")),
+    );
+    let mut b = body(6, 1);
+    b.entries[0].display_name = "x".repeat(format::MAX_TEXT_LEN + 1);
+    let f = sign_raw(&postcard::to_stdvec(&b).unwrap());
+    check(
+        "cap-name",
+        &f,
+        &verifier(),
+        |k| matches!(k, Rejection::Malformed(m) if m.contains("display name is 257 bytes, over the cap of 256")),
+    );
+}
+
+/// A body of many tiny entries (1 dimension, 17 bytes each) costs far more memory than bytes; the
+/// decoder stops at its budget (8 bytes per body byte + 4 MiB) instead of using ~20x the file.
+#[test]
+fn many_tiny_entries_are_refused_by_the_memory_budget() {
+    let n: u32 = 400_000;
+    let mut encoded = Vec::new();
+    // sequence 6, created 1, expires 2^40, embedder, dim 1, euclidean, thresholds
+    encoded.extend([6, 1]);
+    encoded.extend(postcard::to_stdvec(&(1u64 << 40)).unwrap());
+    encoded.extend([9u8; 32]);
+    encoded.extend([1, 0]);
+    encoded.extend(0.6f32.to_le_bytes());
+    encoded.extend(0.05f32.to_le_bytes());
+    encoded.extend(postcard::to_stdvec(&n).unwrap());
+    for i in 0..n {
+        // id (6 ASCII digits), name "", list "", severity, 1 embedding of 1 value, no photos
+        encoded.push(6);
+        encoded.extend(format!("{i:06}").bytes());
+        encoded.extend([0, 0, 0, 1, 1]);
+        encoded.extend(1.0f32.to_le_bytes());
+        encoded.push(0);
+    }
+    let len = encoded.len();
+    match Body::decode(&encoded, 1) {
+        Err(Rejection::Malformed(m)) => {
+            assert!(m.contains("bytes of memory"), "{m}");
+            assert!(!m.contains("Serde"), "{m}");
+        }
+        other => panic!("{len} bytes: {:?}", other.map(|b| b.entries.len())),
+    }
+}
+
+/// The active file must be a regular file: a FIFO would hang the run loop before the first
+/// frame, a symlink to /dev/zero would read 256 MiB on every reload check.
+#[cfg(unix)]
+#[test]
+fn an_active_file_that_is_a_fifo_or_a_device_is_refused_without_reading() {
+    let b = box_with_sequence_5("special-active");
+    let path = b.store.active_path();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let start = std::time::Instant::now();
+    match b.active.reload_if_changed_at(NOW) {
+        Err(StoreError::Rejected(WatchlistError { kind, .. })) => {
+            assert!(kind.to_string().contains("character device"), "{kind}")
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    if made.is_ok_and(|s| s.success()) {
+        match b.store.load_active(&verifier(), NOW) {
+            Err(StoreError::Rejected(WatchlistError { kind, origin })) => {
+                assert!(kind.to_string().contains("FIFO"), "{kind}");
+                assert!(origin.contains("watchlist.lwl"), "{origin}");
+            }
+            other => panic!("{:?}", other.map(|l| l.sequence())),
+        }
+    }
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(b.active.current().sequence(), 5);
+}

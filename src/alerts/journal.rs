@@ -3,7 +3,8 @@
 //! webhook delivers from it, and an operator reads it after an incident.
 //!
 //! Power cuts: on open, bytes after the last newline of the newest segment (a torn line) and
-//! trailing lines that are not valid alerts (zero-filled blocks) are truncated away and reported.
+//! trailing lines of zero bytes (zero-filled blocks) are truncated away and reported. A complete
+//! line is never cut, alert or not.
 //! Full disk: a failed write is cut back off the file and the line stays in a bounded in-memory
 //! queue, retried on every later append and on [`Journal::retry_pending`].
 
@@ -82,7 +83,7 @@ pub struct Recovery {
     pub truncated_bytes: u64,
     /// Unfinished bytes after the last newline (a write cut by power loss).
     pub torn_tail: bool,
-    /// Complete trailing lines that were not valid alerts.
+    /// Complete trailing lines of zero bytes (zero-filled blocks).
     pub bad_lines: usize,
 }
 
@@ -90,7 +91,7 @@ impl std::fmt::Display for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "alert journal {}: removed {} byte(s) left by an interrupted write ({}{} unreadable trailing line(s)); they were never a complete alert",
+            "alert journal {}: removed {} byte(s) left by an interrupted write ({}{} zero-filled trailing line(s)); they were never a complete alert",
             self.file.display(),
             self.truncated_bytes,
             if self.torn_tail {
@@ -201,10 +202,14 @@ fn repair(path: &Path) -> Result<Option<Recovery>, JournalError> {
     let mut keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     let torn_tail = keep < bytes.len();
     let mut bad_lines = 0;
+    // Only what a power cut leaves is cut: the torn tail and, before it, complete lines of zero
+    // bytes (blocks the filesystem allocated but never wrote). A complete line with other
+    // content was written whole by someone and is kept, even if it is not an alert.
     while keep > 0 {
         let body = &bytes[..keep - 1];
         let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        if is_record(&body[start..]) {
+        let line = &body[start..];
+        if line.is_empty() || !line.iter().all(|&b| b == 0) {
             break;
         }
         bad_lines += 1;
@@ -474,11 +479,6 @@ impl Journal {
 pub struct Position {
     pub segment: u64,
     pub offset: u64,
-}
-
-/// A complete journal line: an alert, or another record (`{"record": KIND, ...}`).
-fn is_record(line: &[u8]) -> bool {
-    serde_json::from_slice::<Alert>(line).is_ok() || record_kind(line).is_some()
 }
 
 /// The `record` field of a non-alert journal line (`"episode"`).

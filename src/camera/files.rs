@@ -1,12 +1,15 @@
 //! `frames:DIR`: a folder of JPEG or PNG images delivered in file-name order, for demos, tests and
-//! replaying captured lanes. Grayscale images become RGB by replicating the channel.
+//! replaying captured lanes. Grayscale images become RGB by replicating the channel. Images wider
+//! or taller than [`MAX_FILE_DIMENSION`] are refused from their header, before decoding, and
+//! counted as corrupt; entries that are not regular files (a FIFO, a device, also behind a
+//! symlink) are skipped as corrupt, naming the file, without blocking on them.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::pixel::{self, JpegDecoder, MAX_DIMENSION};
+use super::pixel::{self, JpegDecoder, MAX_FILE_DIMENSION};
 use super::{Frame, FrameSource, SourceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +85,7 @@ impl FrameDirSource {
             next: 0,
             max_file_bytes,
             bytes: Vec::new(),
-            jpeg: JpegDecoder::default(),
+            jpeg: JpegDecoder::with_max_dimension(MAX_FILE_DIMENSION),
             seq: 0,
             stats: FrameDirStats::default(),
         })
@@ -103,8 +106,8 @@ impl FrameDirSource {
     }
 
     fn read(&mut self, path: &Path) -> Result<(), String> {
-        let file =
-            fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file = crate::fsio::open_regular(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         self.bytes.clear();
         // Read one byte past the limit to detect oversize files without trusting metadata.
         let limit = self.max_file_bytes as u64 + 1;
@@ -127,9 +130,8 @@ impl FrameDirSource {
                 .jpeg
                 .decode_into(&self.bytes, &mut frame.rgb)
                 .map_err(|e| format!("{}: {e}", path.display())),
-            Kind::Png => {
-                decode_png(&self.bytes, frame).map_err(|e| format!("{}: {e}", path.display()))
-            }
+            Kind::Png => decode_png(&self.bytes, frame)
+                .map_err(|e| format!("{}: {}", path.display(), pixel::one_line(&e))),
         }
     }
 }
@@ -138,8 +140,8 @@ fn decode_png(bytes: &[u8], frame: &mut Frame) -> Result<(), String> {
     let mut reader =
         image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DIMENSION);
-    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_image_width = Some(MAX_FILE_DIMENSION);
+    limits.max_image_height = Some(MAX_FILE_DIMENSION);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| e.to_string())?;
     let (w, h) = (img.width(), img.height());

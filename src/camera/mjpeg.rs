@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::pixel::JpegDecoder;
+use super::pixel::{JpegDecoder, MAX_FILE_DIMENSION};
 use super::{Frame, FrameSource, SourceError};
 
 const SOI: u8 = 0xD8;
@@ -199,7 +199,7 @@ impl MjpegFileSource {
             start: 0,
             eof: false,
             max_frame: max_frame.max(64),
-            jpeg: JpegDecoder::default(),
+            jpeg: JpegDecoder::with_max_dimension(MAX_FILE_DIMENSION),
             seq: 0,
             stats: MjpegStats::default(),
         }

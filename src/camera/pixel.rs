@@ -13,6 +13,28 @@ use zune_core::options::DecoderOptions;
 /// Largest width or height accepted from any source: bounds every allocation made from a header.
 pub const MAX_DIMENSION: u32 = 8192;
 
+/// Largest width or height of an image read from a file: a `frames:` folder, an `mjpeg:`
+/// recording, an enrolment photo. Checked from the header before anything is decoded, so a tiny
+/// file claiming a huge image costs nothing (a 4096x4096 frame is 48 MiB of RGB). Cameras are
+/// held to their configured capture size instead.
+pub const MAX_FILE_DIMENSION: u32 = 4096;
+
+/// `text` on one line: every control character (a decoder's multi-line message) becomes a
+/// space, so an error never splits a log line.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            if !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.trim().to_string()
+}
+
 /// How luma and chroma codes map to light. USB cameras send YUYV in limited ("TV") range; JPEG
 /// (and so MJPEG) is always full range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -291,26 +313,64 @@ pub fn luma_to_rgb(
     Ok(())
 }
 
+/// Largest photo file read for enrolment.
+pub const MAX_PHOTO_BYTES: u64 = 32 << 20;
+
+/// Decodes a JPEG or PNG photo (enrolment) as RGB, refusing from its header, before decoding,
+/// an image wider or taller than [`MAX_FILE_DIMENSION`].
+pub fn decode_photo(bytes: &[u8]) -> Result<RgbImage, PixelError> {
+    // The header only, so that the error names the size.
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?
+        .into_dimensions()
+        .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?;
+    if w > MAX_FILE_DIMENSION || h > MAX_FILE_DIMENSION {
+        return Err(PixelError::BadSize {
+            width: w,
+            height: h,
+            why: "larger than the 4096x4096 limit for image files",
+        });
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_FILE_DIMENSION);
+    limits.max_image_height = Some(MAX_FILE_DIMENSION);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| PixelError::Convert(one_line(&e.to_string())))?;
+    Ok(img.to_rgb8())
+}
+
 /// Decodes baseline and progressive JPEG (and camera MJPEG frames that omit their Huffman tables)
 /// into RGB. Grayscale JPEGs come out with the channel replicated.
 #[derive(Debug, Clone, Copy)]
 pub struct JpegDecoder {
-    max_dimension: u32,
+    max_width: u32,
+    max_height: u32,
 }
 
 impl Default for JpegDecoder {
     fn default() -> Self {
-        JpegDecoder {
-            max_dimension: MAX_DIMENSION,
-        }
+        Self::with_max_dimension(MAX_DIMENSION)
     }
 }
 
 impl JpegDecoder {
     /// A decoder that refuses images wider or taller than `max_dimension` before allocating.
     pub fn with_max_dimension(max_dimension: u32) -> Self {
+        Self::with_max_size(max_dimension, max_dimension)
+    }
+
+    /// A decoder that refuses, from the header and before allocating, images wider than
+    /// `max_width` or taller than `max_height` (a camera's configured capture size).
+    pub fn with_max_size(max_width: u32, max_height: u32) -> Self {
         JpegDecoder {
-            max_dimension: max_dimension.min(MAX_DIMENSION),
+            max_width: max_width.clamp(1, MAX_DIMENSION),
+            max_height: max_height.clamp(1, MAX_DIMENSION),
         }
     }
 
@@ -334,7 +394,7 @@ impl JpegDecoder {
             .dimensions()
             .ok_or_else(|| PixelError::Jpeg("no dimensions after header".into()))?;
         let (w, h) = (w as u32, h as u32);
-        if w > self.max_dimension || h > self.max_dimension {
+        if w > self.max_width || h > self.max_height {
             return Err(PixelError::BadSize {
                 width: w,
                 height: h,
@@ -354,8 +414,10 @@ impl JpegDecoder {
     fn options(&self) -> DecoderOptions {
         DecoderOptions::default()
             .jpeg_set_out_colorspace(ColorSpace::RGB)
-            .set_max_width(self.max_dimension as usize)
-            .set_max_height(self.max_dimension as usize)
+            // The absolute cap; the decoder's own (smaller) one is checked after the header, so
+            // the error names the size.
+            .set_max_width(MAX_DIMENSION as usize)
+            .set_max_height(MAX_DIMENSION as usize)
             .set_strict_mode(false)
     }
 }
@@ -367,7 +429,7 @@ fn contain<T>(
 ) -> Result<T, PixelError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(PixelError::Jpeg(format!("{e:?}"))),
+        Ok(Err(e)) => Err(PixelError::Jpeg(one_line(&format!("{e:?}")))),
         Err(_) => Err(PixelError::Jpeg(
             "decoder panicked on malformed data".into(),
         )),

@@ -108,7 +108,8 @@ impl V4l2Source {
             height: config.height,
             stride: 0,
             range: config.yuv_range,
-            jpeg: JpegDecoder::default(),
+            // A frame larger than the negotiated size is refused from its header, undecoded.
+            jpeg: JpegDecoder::with_max_size(config.width, config.height),
             seq: 0,
         };
         // From here on, `source`'s Drop releases whatever was set up if a later step fails.

@@ -28,8 +28,8 @@ pub struct Args {
     /// The watchlist file to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Sequence number; must be above the one installed on the boxes. Default: the current Unix time.
-    #[arg(long)]
+    /// Sequence number; must be above the one installed on the boxes, at most 2^53. Default: the current Unix time.
+    #[arg(long, value_parser = crate::commands::watchlist::parse_sequence)]
     pub sequence: Option<u64>,
     /// Validity from now, e.g. `30d`, `12h`, `90m` (default 30 days).
     #[arg(long, default_value = "30d")]

@@ -1,14 +1,15 @@
-//! `lanewatch sync --url URL --pubkey PUB --dir STATE [--every 60s] [--model M]`: keep a box's
-//! watchlist in step with the issuer's web server.
+//! `lanewatch sync --url URL --pubkey PUB --dir STATE [--every 60s] [--model M | --config FILE |
+//! --any-embedder]`: keep a box's watchlist in step with the issuer's web server. Lists made by
+//! another embedder than the box's are refused (default: the bundled model); after an operator's
+//! rollback, the list rolled away from (and anything at or below its sequence) is not re-installed.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-
+use super::watchlist::BoxEmbedder;
 use crate::http::Transport;
 use crate::watchlist::sync::{SyncConfig, SyncOutcome, Syncer};
-use crate::watchlist::verify::{EmbedderId, Verifier};
+use crate::watchlist::verify::Verifier;
 use crate::watchlist::{Store, TrustedKeys};
 
 #[derive(clap::Args)]
@@ -28,9 +29,9 @@ pub struct Args {
     /// Keep running, syncing at this interval (e.g. 60s, 5m, 1h). Without it, sync once and exit.
     #[arg(long, value_parser = parse_duration)]
     pub every: Option<Duration>,
-    /// The box's embedder ONNX file: refuse watchlists made by another model.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// The box's embedder: lists made by another model are refused.
+    #[command(flatten)]
+    pub embedder: BoxEmbedder,
 }
 
 /// `500ms`, `60s`, `5m`, `1h`, or plain seconds.
@@ -68,18 +69,16 @@ fn report(outcome: &SyncOutcome) {
             "lanewatch sync: installed sequence {to} (was {})",
             from.map_or("none".to_string(), |s| s.to_string())
         ),
+        SyncOutcome::Held { sequence, hold } => println!(
+            "lanewatch sync: sequence {sequence} not installed: an operator rolled back from sequence {hold}; waiting for a list above {hold}"
+        ),
     }
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let keys = TrustedKeys::from_files(&args.pubkeys)?;
-    let embedder = args
-        .model
-        .as_deref()
-        .map(EmbedderId::from_model_file)
-        .transpose()
-        .context("reading the box's embedder (--model)")?;
-    let store = Store::open(&args.dir)?;
+    let embedder = args.embedder.resolve("sync")?;
+    let store = Store::open(&args.dir)?.respecting_hold();
     let verifier = Verifier::new(keys).with_embedder(embedder);
     let url = args.url.clone();
     let config = SyncConfig {

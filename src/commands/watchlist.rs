@@ -9,8 +9,58 @@ use sha2::{Digest, Sha256};
 
 use crate::watchlist::format::{Body, Entry, Header, decode_unverified};
 use crate::watchlist::store::{Installed, Store, read_capped};
+use crate::watchlist::text::{printable, quoted};
 use crate::watchlist::verify::{EmbedderId, Verifier, unix_now};
 use crate::watchlist::{TrustedKeys, WatchlistError};
+
+/// Which embedder the box runs, for commands that change what a box matches against. A box
+/// always knows its embedder, so the check is on by default.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BoxEmbedder {
+    /// The box's embedder ONNX file (default: the `lanewatch run` configuration's
+    /// models.embedder with --config, else the bundled `models/dlib_resnet_v1.onnx`).
+    #[arg(long, conflicts_with = "any_embedder")]
+    pub model: Option<PathBuf>,
+    /// The box's `lanewatch run` configuration (TOML): its [models] embedder is checked.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "any_embedder"])]
+    pub config: Option<PathBuf>,
+    /// Accept a list made by any embedder. A list made by another embedder makes the box match
+    /// nobody; only for a technician's bench without the box's model.
+    #[arg(long)]
+    pub any_embedder: bool,
+}
+
+impl BoxEmbedder {
+    /// The embedder to check lists against; `None` (with a warning on stderr) only with
+    /// `--any-embedder`.
+    pub fn resolve(&self, command: &str) -> anyhow::Result<Option<EmbedderId>> {
+        if self.any_embedder {
+            eprintln!(
+                "lanewatch {command}: WARNING: --any-embedder: the list's embedder is NOT checked; a list made by another model makes this box match nobody"
+            );
+            return Ok(None);
+        }
+        let (path, whence) = match (&self.model, &self.config) {
+            (Some(m), _) => (m.clone(), "--model".to_string()),
+            (None, Some(c)) => (
+                crate::config::Config::read(c)?.models.embedder,
+                format!("models.embedder of {}", c.display()),
+            ),
+            (None, None) => (
+                crate::config::ModelsConfig::default().embedder,
+                "the bundled models folder, the default".to_string(),
+            ),
+        };
+        EmbedderId::from_model_file(&path)
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "reading the box's embedder {} ({whence}); give the box's model with --model FILE or --config FILE (or, on a bench only, --any-embedder)",
+                    path.display()
+                )
+            })
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,8 +89,14 @@ pub enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
-    /// Show what changed between two watchlists (signatures not checked).
-    Diff { old: PathBuf, new: PathBuf },
+    /// Show what changed between two watchlists (signatures checked only with --pubkey).
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Check both signatures against these public keys first.
+        #[arg(long = "pubkey")]
+        pubkeys: Vec<PathBuf>,
+    },
     /// Verify a watchlist and make it the active one in a box's state directory.
     Install {
         file: PathBuf,
@@ -48,8 +104,8 @@ pub enum Command {
         pubkeys: Vec<PathBuf>,
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        embedder: BoxEmbedder,
     },
     /// Make the previous watchlist active again (the current one becomes the previous).
     Rollback {
@@ -57,8 +113,8 @@ pub enum Command {
         pubkeys: Vec<PathBuf>,
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        embedder: BoxEmbedder,
         /// Required when the previous list has a lower sequence (always, after a normal install).
         #[arg(long)]
         allow_lower_sequence: bool,
@@ -95,14 +151,15 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Diff { old, new } => diff(&old, &new),
+        Command::Diff { old, new, pubkeys } => diff(&old, &new, &pubkeys),
         Command::Install {
             file,
             pubkeys,
             dir,
-            model,
+            embedder,
         } => {
-            let verifier = verifier(&pubkeys, model.as_deref())?;
+            let verifier = Verifier::new(TrustedKeys::from_files(&pubkeys)?)
+                .with_embedder(embedder.resolve("watchlist install")?);
             let bytes = read(&file)?;
             let store = Store::open(&dir)?;
             match store.install(&bytes, &file.display().to_string(), &verifier, unix_now())? {
@@ -114,22 +171,32 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
                     dir.display(),
                     from.map_or("none".to_string(), |s| s.to_string())
                 ),
+                // Only sync respects a rollback's hold; an operator's install is never held.
+                Installed::Held { sequence, hold } => println!(
+                    "not installed: sequence {sequence} is held back by a rollback (up to {hold})"
+                ),
             }
             Ok(())
         }
         Command::Rollback {
             pubkeys,
             dir,
-            model,
+            embedder,
             allow_lower_sequence,
         } => {
-            let verifier = verifier(&pubkeys, model.as_deref())?;
+            let verifier = Verifier::new(TrustedKeys::from_files(&pubkeys)?)
+                .with_embedder(embedder.resolve("watchlist rollback")?);
             let store = Store::open(&dir)?;
             let (from, to) = store.rollback(&verifier, unix_now(), allow_lower_sequence)?;
             println!(
                 "rolled back {} from sequence {from} to {to}; restart `lanewatch run` to use it",
                 dir.display()
             );
+            if to < from {
+                println!(
+                    "`lanewatch sync` will not install sequence {from} or lower again; a list above {from}, or a `watchlist install`, lifts that hold"
+                );
+            }
             Ok(())
         }
     }
@@ -205,7 +272,7 @@ fn inspect(file: &Path, pubkeys: &[PathBuf], entries: bool) -> anyhow::Result<()
         *lists.entry((&e.list, e.severity.as_str())).or_default() += 1;
     }
     for ((list, severity), n) in lists {
-        println!("    list {list:?}, {severity}: {n}");
+        println!("    list {}, {severity}: {n}", quoted(list));
     }
     if entries {
         for e in &body.entries {
@@ -217,20 +284,36 @@ fn inspect(file: &Path, pubkeys: &[PathBuf], entries: bool) -> anyhow::Result<()
 
 fn describe(e: &Entry) -> String {
     format!(
-        "{} {:?} list {:?} {} ({} embeddings, {} photos)",
-        e.id,
-        e.display_name,
-        e.list,
+        "{} {} list {} {} ({} embeddings, {} photos)",
+        printable(&e.id),
+        quoted(&e.display_name),
+        quoted(&e.list),
         e.severity,
         e.embeddings.len(),
         e.photo_sha256.len()
     )
 }
 
-fn diff(old: &Path, new: &Path) -> anyhow::Result<()> {
-    let (_, a) = decode(old, &read(old)?)?;
-    let (_, b) = decode(new, &read(new)?)?;
-    println!("signatures not checked; use `watchlist verify` for that");
+fn diff(old: &Path, new: &Path, pubkeys: &[PathBuf]) -> anyhow::Result<()> {
+    let (a, b) = if pubkeys.is_empty() {
+        println!(
+            "UNVERIFIED: neither signature was checked (OLD {} and NEW {} may be forged); pass --pubkey to check them",
+            old.display(),
+            new.display()
+        );
+        (decode(old, &read(old)?)?.1, decode(new, &read(new)?)?.1)
+    } else {
+        let verifier = Verifier::new(TrustedKeys::from_files(pubkeys)?);
+        let check = |path: &Path| -> anyhow::Result<Body> {
+            let (_, body) = verifier
+                .authenticate(&read(path)?)
+                .map_err(|kind| WatchlistError::new(path.display().to_string(), kind))?;
+            Ok(body)
+        };
+        let (a, b) = (check(old)?, check(new)?);
+        println!("signatures: both valid");
+        (a, b)
+    };
     let field = |name: &str, x: String, y: String| {
         if x != y {
             println!("  {name}: {x} -> {y}");
@@ -266,10 +349,14 @@ fn diff(old: &Path, new: &Path) -> anyhow::Result<()> {
                 changed += 1;
                 let mut what = Vec::new();
                 if o.display_name != e.display_name {
-                    what.push(format!("name {:?} -> {:?}", o.display_name, e.display_name));
+                    what.push(format!(
+                        "name {} -> {}",
+                        quoted(&o.display_name),
+                        quoted(&e.display_name)
+                    ));
                 }
                 if o.list != e.list {
-                    what.push(format!("list {:?} -> {:?}", o.list, e.list));
+                    what.push(format!("list {} -> {}", quoted(&o.list), quoted(&e.list)));
                 }
                 if o.severity != e.severity {
                     what.push(format!("severity {} -> {}", o.severity, e.severity));
@@ -284,7 +371,7 @@ fn diff(old: &Path, new: &Path) -> anyhow::Result<()> {
                 if o.photo_sha256 != e.photo_sha256 {
                     what.push("photo hashes changed".into());
                 }
-                println!("~ {id}: {}", what.join(", "));
+                println!("~ {}: {}", printable(id), what.join(", "));
             }
             Some(_) => {}
         }
@@ -297,6 +384,21 @@ fn diff(old: &Path, new: &Path) -> anyhow::Result<()> {
     }
     println!("{added} added, {removed} removed, {changed} changed");
     Ok(())
+}
+
+/// A watchlist sequence number from the command line: at most
+/// [`crate::watchlist::format::MAX_SEQUENCE`], so that no list can refuse every later one.
+pub fn parse_sequence(text: &str) -> Result<u64, String> {
+    let max = crate::watchlist::format::MAX_SEQUENCE;
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number from 0 to {max}"))?;
+    if n > max {
+        return Err(format!(
+            "{n} is over the largest sequence {max} (2^53): a list numbered that high would make every later list look like a rollback"
+        ));
+    }
+    Ok(n)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (civil-from-days; no date crate on the box).
@@ -322,6 +424,15 @@ pub fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sequences_are_capped() {
+        assert_eq!(super::parse_sequence("7"), Ok(7));
+        assert_eq!(super::parse_sequence("9007199254740992"), Ok(1 << 53));
+        for bad in ["9007199254740993", "18446744073709551615", "-1", "x", ""] {
+            assert!(super::parse_sequence(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn formats_utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");

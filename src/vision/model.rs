@@ -65,6 +65,9 @@ pub enum ModelError {
     Tract { path: PathBuf, why: String },
 }
 
+/// Largest model file read (the bundled embedder is 22 MB).
+pub const MAX_MODEL_BYTES: u64 = 512 << 20;
+
 /// The parsed file: contract, fingerprint and ONNX graph, before any input shape is fixed.
 /// MTCNN's P-Net is planned once per pyramid scale from one `ModelFile`.
 pub struct ModelFile {
@@ -76,10 +79,12 @@ pub struct ModelFile {
 
 impl ModelFile {
     pub fn open(path: &Path) -> Result<ModelFile, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Bounded, regular files only: `/dev/zero` or a FIFO given as a model is refused, not read.
+        let bytes =
+            crate::fsio::read_regular(path, MAX_MODEL_BYTES).map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::from_bytes(path, &bytes)
     }
 

@@ -13,9 +13,12 @@
 //! ```
 //! The envelope sits outside postcard because postcard is not self-describing: the version and
 //! length must be readable before any body is decoded, and the signature must be checked first.
-//! Every count and length in the body is capped while decoding, so a hostile file cannot make the
-//! reader allocate more than a small multiple of its own size.
+//! Every count and length in the body is capped while decoding, and the decoded entries' memory is
+//! counted against a budget of [`MEMORY_PER_BODY_BYTE`] bytes per body byte (plus
+//! [`MEMORY_SLACK`]), so a hostile file cannot make the reader allocate more than a small multiple
+//! of its own size.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -42,6 +45,13 @@ pub const MAX_EMBEDDINGS_PER_ENTRY: usize = 32;
 pub const MAX_PHOTOS_PER_ENTRY: usize = 32;
 pub const MAX_DIM: usize = 4096;
 pub const MAX_TEXT_LEN: usize = 256;
+/// Largest sequence number: 2^53, exact in a double (JSON), far beyond any real count of issues,
+/// and far enough below `u64::MAX` that one list cannot lock every later one out as a rollback.
+pub const MAX_SEQUENCE: u64 = 1 << 53;
+/// Decoded entries may use this many bytes of memory per byte of body, plus [`MEMORY_SLACK`]:
+/// a real list (128 floats per embedding) needs about 1.5; a million tiny entries would need 20.
+pub const MEMORY_PER_BODY_BYTE: usize = 8;
+pub const MEMORY_SLACK: usize = 4 << 20;
 
 /// The fixed-size part before the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,17 +301,17 @@ impl Views {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// Stable across issues of the list (diffs and alerts refer to it).
-    #[serde(deserialize_with = "bounded_string")]
+    #[serde(deserialize_with = "bounded_id")]
     pub id: String,
-    #[serde(deserialize_with = "bounded_string")]
+    #[serde(deserialize_with = "bounded_name")]
     pub display_name: String,
-    #[serde(deserialize_with = "bounded_string")]
+    #[serde(deserialize_with = "bounded_list")]
     pub list: String,
     pub severity: Severity,
     #[serde(deserialize_with = "bounded_embeddings")]
     pub embeddings: Vec<Vec<f32>>,
     /// sha256 of each source photo, so an audit can tie an entry to its evidence.
-    #[serde(deserialize_with = "bounded_seq::<_, _, MAX_PHOTOS_PER_ENTRY>")]
+    #[serde(deserialize_with = "bounded_photos")]
     pub photo_sha256: Vec<[u8; 32]>,
 }
 
@@ -318,7 +328,7 @@ pub struct Body {
     pub dim: u32,
     pub metric: Metric,
     pub thresholds: Thresholds,
-    #[serde(deserialize_with = "bounded_seq::<_, _, MAX_ENTRIES>")]
+    #[serde(deserialize_with = "bounded_entries")]
     pub entries: Vec<Entry>,
     /// Version 2 and later, after the entries; version 1 bodies are [`Views::Chip`].
     #[serde(skip)]
@@ -342,7 +352,15 @@ impl Body {
     /// Decodes a body of format `version`, rejecting bytes left over after it (postcard would
     /// silently ignore them).
     pub fn decode(bytes: &[u8], version: u16) -> Result<Body, Rejection> {
-        let malformed = |e: postcard::Error| Rejection::Malformed(format!("postcard: {e}"));
+        let budget = bytes
+            .len()
+            .saturating_mul(MEMORY_PER_BODY_BYTE)
+            .saturating_add(MEMORY_SLACK);
+        let _decoding = Decoding::start(budget);
+        // A cap's own message (which count, over which cap) instead of postcard's generic one.
+        let malformed = |e: postcard::Error| {
+            Rejection::Malformed(Decoding::why().unwrap_or_else(|| format!("postcard: {e}")))
+        };
         let (mut body, mut rest) = postcard::take_from_bytes::<Body>(bytes).map_err(malformed)?;
         if version >= 2 {
             let (views, after) = postcard::take_from_bytes::<Views>(rest).map_err(malformed)?;
@@ -388,6 +406,12 @@ impl Body {
     /// Rules the types cannot express. Writer and reader both apply them.
     pub fn validate(&self) -> Result<(), Rejection> {
         let bad = |why: String| Err(Rejection::Malformed(why));
+        if self.sequence > MAX_SEQUENCE {
+            return bad(format!(
+                "sequence {} is over the limit of {MAX_SEQUENCE} (2^53)",
+                self.sequence
+            ));
+        }
         let dim = self.dim as usize;
         if !(1..=MAX_DIM).contains(&dim) {
             return bad(format!("embedding dimension {dim} is not in 1..={MAX_DIM}"));
@@ -468,24 +492,90 @@ impl Body {
 /// with the elements actually decoded, each of which consumed input bytes.
 const PREALLOC: usize = 64;
 
-struct BoundedSeq<T, const MAX: usize>(PhantomData<T>);
+/// What the decoder on this thread may still allocate for entries, and why it last stopped.
+struct Decoding {
+    budget: usize,
+    why: Option<String>,
+}
+
+thread_local! {
+    static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
+}
+
+/// Set while [`Body::decode`] runs; restores "no budget" when dropped.
+struct DecodingGuard;
+
+impl Decoding {
+    fn start(budget: usize) -> DecodingGuard {
+        DECODING.with(|d| *d.borrow_mut() = Some(Decoding { budget, why: None }));
+        DecodingGuard
+    }
+
+    /// Records why decoding stopped (postcard keeps only "Serde Deserialization Error").
+    fn fail<E: de::Error>(why: String) -> E {
+        let e = E::custom(&why);
+        DECODING.with(|d| {
+            if let Some(d) = d.borrow_mut().as_mut() {
+                d.why = Some(why);
+            }
+        });
+        e
+    }
+
+    fn why() -> Option<String> {
+        DECODING.with(|d| d.borrow().as_ref().and_then(|d| d.why.clone()))
+    }
+
+    fn budget() -> usize {
+        DECODING.with(|d| d.borrow().as_ref().map_or(usize::MAX, |d| d.budget))
+    }
+}
+
+impl Drop for DecodingGuard {
+    fn drop(&mut self) {
+        DECODING.with(|d| *d.borrow_mut() = None);
+    }
+}
+
+/// Heap bytes an entry holds, allocator overhead (16 bytes per allocation) included.
+fn entry_heap_bytes(e: &Entry) -> usize {
+    const ALLOC: usize = 16;
+    3 * ALLOC
+        + e.id.capacity()
+        + e.display_name.capacity()
+        + e.list.capacity()
+        + ALLOC
+        + e.embeddings.capacity() * std::mem::size_of::<Vec<f32>>()
+        + e.embeddings
+            .iter()
+            .map(|v| ALLOC + v.capacity() * 4)
+            .sum::<usize>()
+        + ALLOC
+        + e.photo_sha256.capacity() * 32
+}
+
+struct BoundedSeq<T, const MAX: usize> {
+    what: &'static str,
+    _t: PhantomData<T>,
+}
 
 impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for BoundedSeq<T, MAX> {
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a sequence of at most {MAX} elements")
+        write!(f, "at most {MAX} {}", self.what)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let over = |n: usize| Decoding::fail(format!("{n} {}, over the cap of {MAX}", self.what));
         let hint = seq.size_hint().unwrap_or(0);
         if hint > MAX {
-            return Err(de::Error::invalid_length(hint, &self));
+            return Err(over(hint));
         }
         let mut out = Vec::with_capacity(hint.min(PREALLOC));
         while let Some(item) = seq.next_element()? {
             if out.len() == MAX {
-                return Err(de::Error::invalid_length(MAX + 1, &self));
+                return Err(over(MAX + 1));
             }
             out.push(item);
         }
@@ -495,8 +585,57 @@ impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for BoundedSeq<T, 
 
 fn bounded_seq<'de, D: Deserializer<'de>, T: Deserialize<'de>, const MAX: usize>(
     d: D,
+    what: &'static str,
 ) -> Result<Vec<T>, D::Error> {
-    d.deserialize_seq(BoundedSeq::<T, MAX>(PhantomData))
+    d.deserialize_seq(BoundedSeq::<T, MAX> {
+        what,
+        _t: PhantomData,
+    })
+}
+
+fn bounded_photos<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+    bounded_seq::<D, [u8; 32], MAX_PHOTOS_PER_ENTRY>(d, "photo hashes in one entry")
+}
+
+/// The entries, at most [`MAX_ENTRIES`] and within the decoding memory budget.
+struct Entries;
+
+impl<'de> Visitor<'de> for Entries {
+    type Value = Vec<Entry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "at most {MAX_ENTRIES} entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Entry>, A::Error> {
+        let over = |n: usize| Decoding::fail(format!("{n} entries, over the cap of {MAX_ENTRIES}"));
+        let hint = seq.size_hint().unwrap_or(0);
+        if hint > MAX_ENTRIES {
+            return Err(over(hint));
+        }
+        let budget = Decoding::budget();
+        let mut out: Vec<Entry> = Vec::with_capacity(hint.min(PREALLOC));
+        let mut heap = 0usize;
+        while let Some(item) = seq.next_element::<Entry>()? {
+            if out.len() == MAX_ENTRIES {
+                return Err(over(MAX_ENTRIES + 1));
+            }
+            heap = heap.saturating_add(entry_heap_bytes(&item));
+            out.push(item);
+            let used = heap.saturating_add(out.capacity() * std::mem::size_of::<Entry>());
+            if used > budget {
+                return Err(Decoding::fail(format!(
+                    "its first {} entries already need {used} bytes of memory, over the limit of {MEMORY_PER_BODY_BYTE} bytes per body byte plus {MEMORY_SLACK} ({budget} bytes); too many tiny entries",
+                    out.len()
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn bounded_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    d.deserialize_seq(Entries)
 }
 
 /// A `Vec<f32>` of at most `MAX_DIM` values.
@@ -504,34 +643,46 @@ struct Embedding(Vec<f32>);
 
 impl<'de> Deserialize<'de> for Embedding {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Embedding, D::Error> {
-        bounded_seq::<D, f32, MAX_DIM>(d).map(Embedding)
+        bounded_seq::<D, f32, MAX_DIM>(d, "values in one embedding").map(Embedding)
     }
 }
 
 fn bounded_embeddings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
-    let v = bounded_seq::<D, Embedding, MAX_EMBEDDINGS_PER_ENTRY>(d)?;
+    let v = bounded_seq::<D, Embedding, MAX_EMBEDDINGS_PER_ENTRY>(d, "embeddings in one entry")?;
     Ok(v.into_iter().map(|e| e.0).collect())
 }
 
-struct BoundedStr;
+struct BoundedStr(&'static str);
 
 impl Visitor<'_> for BoundedStr {
     type Value = String;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a UTF-8 string of at most {MAX_TEXT_LEN} bytes")
+        write!(f, "a UTF-8 {} of at most {MAX_TEXT_LEN} bytes", self.0)
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<String, E> {
         if s.len() > MAX_TEXT_LEN {
-            return Err(E::invalid_length(s.len(), &self));
+            return Err(Decoding::fail(format!(
+                "an entry's {} is {} bytes, over the cap of {MAX_TEXT_LEN}",
+                self.0,
+                s.len()
+            )));
         }
         Ok(s.to_string())
     }
 }
 
-fn bounded_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    d.deserialize_str(BoundedStr)
+fn bounded_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(BoundedStr("id"))
+}
+
+fn bounded_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(BoundedStr("display name"))
+}
+
+fn bounded_list<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(BoundedStr("list name"))
 }
 
 #[cfg(test)]

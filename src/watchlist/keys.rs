@@ -77,7 +77,8 @@ fn read_small(path: &Path) -> Result<String, KeyError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    // Regular files only: a FIFO or device given as a key is refused, not waited on.
+    let file = crate::fsio::open_regular(path).map_err(read_err)?;
     let mut text = String::new();
     file.take(MAX_KEY_FILE + 1)
         .read_to_string(&mut text)

@@ -8,6 +8,7 @@ pub mod format;
 pub mod keys;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod threshold_table;
 pub mod verify;
 

@@ -4,12 +4,17 @@
 //! STATE/watchlist.lwl           the active file (always complete and verified when written)
 //! STATE/watchlist.previous.lwl  the one it replaced, for `lanewatch watchlist rollback`
 //! STATE/sync.etag               ETag of the active file as served, for If-None-Match
-//! STATE/*.tmp                   files being written; never read, removed on open
+//! STATE/sync.hold               set by a rollback: sync installs nothing at or below this sequence
+//! STATE/watchlist.lock          held (flock) by the one process changing the directory
+//! STATE/*.<pid>-<random>.tmp    files being written; never read, removed by the next writer
 //! ```
 //! Every file is replaced by write-temp, fsync, rename, fsync(dir): after a crash at any point the
-//! directory holds either the old or the new complete file, never a mix.
+//! directory holds either the old or the new complete file, never a mix. Writers (install, sync,
+//! rollback) hold an exclusive lock on `watchlist.lock` from their first read to their last write,
+//! so two of them never interleave; each temp file has a name of its own, and leftovers are only
+//! removed by a writer holding the lock (a live writer's temp file is never touched).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -22,7 +27,11 @@ use crate::matcher::Index;
 pub const ACTIVE: &str = "watchlist.lwl";
 pub const PREVIOUS: &str = "watchlist.previous.lwl";
 pub const ETAG: &str = "sync.etag";
+pub const HOLD: &str = "sync.hold";
+pub const LOCK: &str = "watchlist.lock";
 const TEMP_SUFFIX: &str = ".tmp";
+/// Largest small state file (ETag, hold) read.
+const MAX_SMALL_FILE: u64 = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,6 +57,10 @@ pub enum StoreError {
         "the installed watchlist {path} cannot be read ({kind}); it was changed outside lanewatch. Move it away and install a fresh one"
     )]
     ActiveUnreadable { path: PathBuf, kind: Rejection },
+    #[error(
+        "the previous watchlist in {dir} has the same sequence {sequence} as the active one; there is nothing to roll back to"
+    )]
+    SameSequence { dir: PathBuf, sequence: u64 },
     #[error("install interrupted before {0:?} (failpoint)")]
     Interrupted(InstallStep),
 }
@@ -58,28 +71,33 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
 }
 
 /// The steps of an install, in order. A failpoint hook sees each one before it runs.
+///
+/// The new list is written and synced first; the copy of the active list meant for `previous`
+/// is written to a temp file next; the new list is renamed into place (the commit) and the
+/// directory synced; only then does the copy replace `previous`. An install interrupted anywhere
+/// leaves `previous` as it was unless the new list is already active.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstallStep {
-    CopyPrevious,
-    RenamePrevious,
     CreateTemp,
     /// Half of the file is in the temp file; the rest is about to be written.
     WriteRest,
     SyncTemp,
+    CopyPrevious,
     RenameActive,
     SyncDir,
+    RenamePrevious,
 }
 
 impl InstallStep {
     /// In the order an install over an existing file runs them.
     pub const ALL: [InstallStep; 7] = [
-        InstallStep::CopyPrevious,
-        InstallStep::RenamePrevious,
         InstallStep::CreateTemp,
         InstallStep::WriteRest,
         InstallStep::SyncTemp,
+        InstallStep::CopyPrevious,
         InstallStep::RenameActive,
         InstallStep::SyncDir,
+        InstallStep::RenamePrevious,
     ];
 }
 
@@ -94,30 +112,32 @@ pub enum Installed {
         from: Option<u64>,
         to: u64,
     },
+    /// A rollback holds sequences up to `hold` back (sync only); nothing was written.
+    Held {
+        sequence: u64,
+        hold: u64,
+    },
 }
 
-/// Reads a file of at most `MAX_FILE_LEN` bytes; `Ok(None)` if it does not exist.
+/// Reads a regular file of at most `MAX_FILE_LEN` bytes; `Ok(None)` if it does not exist. A FIFO,
+/// a device or a directory is refused without reading from it.
 pub fn read_capped(path: &Path) -> Result<Option<Vec<u8>>, WatchlistError> {
     let origin = || path.display().to_string();
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(WatchlistError::new(origin(), Rejection::Io(e))),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| WatchlistError::new(origin(), Rejection::Io(e)))?;
-    if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(WatchlistError::new(
-            origin(),
-            Rejection::TooLarge {
-                size: bytes.len() as u64,
-                max: MAX_FILE_LEN,
-            },
-        ));
+    match crate::fsio::read_regular(path, MAX_FILE_LEN) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let size = std::fs::metadata(path).map_or(MAX_FILE_LEN + 1, |m| m.len());
+            Err(WatchlistError::new(
+                origin(),
+                Rejection::TooLarge {
+                    size,
+                    max: MAX_FILE_LEN,
+                },
+            ))
+        }
+        Err(e) => Err(WatchlistError::new(origin(), Rejection::Io(e))),
     }
-    Ok(Some(bytes))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -130,17 +150,20 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically (temp + fsync + rename + fsync dir), calling `hook`
-/// before each step.
-fn write_atomic(
-    dir: &Path,
+/// Writes `bytes` to a new temp file beside `path` and syncs it, calling `hook` before each step;
+/// returns the temp file's path. The caller renames it into place.
+fn write_temp(
     path: &Path,
     bytes: &[u8],
     hook: &mut dyn FnMut(InstallStep) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
+) -> Result<PathBuf, StoreError> {
     let temp = temp_for(path);
     hook(InstallStep::CreateTemp)?;
-    let mut file = std::fs::File::create(&temp).map_err(io_err("create", &temp))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(io_err("create", &temp))?;
     let half = bytes.len() / 2;
     file.write_all(&bytes[..half])
         .map_err(io_err("write", &temp))?;
@@ -149,17 +172,38 @@ fn write_atomic(
         .map_err(io_err("write", &temp))?;
     hook(InstallStep::SyncTemp)?;
     file.sync_all().map_err(io_err("fsync", &temp))?;
-    drop(file);
-    hook(InstallStep::RenameActive)?;
+    Ok(temp)
+}
+
+/// Writes `bytes` to `path` atomically (temp + fsync + rename + fsync dir).
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = write_temp(path, bytes, &mut |_| Ok(()))?;
     std::fs::rename(&temp, path).map_err(io_err("rename into place", path))?;
-    hook(InstallStep::SyncDir)?;
     sync_dir(dir)
 }
 
+/// `NAME.<pid>-<random hex>.tmp` beside `path`: every writer has its own.
 fn temp_for(path: &Path) -> PathBuf {
+    let mut rnd = [0u8; 6];
+    if getrandom::getrandom(&mut rnd).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        rnd[..4].copy_from_slice(&nanos.to_le_bytes());
+    }
     let mut name = path.as_os_str().to_os_string();
-    name.push(TEMP_SUFFIX);
+    name.push(format!(
+        ".{}-{}{TEMP_SUFFIX}",
+        std::process::id(),
+        hex::encode(rnd)
+    ));
     PathBuf::from(name)
+}
+
+/// The exclusive writer lock of a state directory, released when dropped (or when the process
+/// dies: the kernel drops an flock with its last file descriptor).
+pub struct WriteLock {
+    _file: std::fs::File,
 }
 
 /// A verified watchlist ready for matching.
@@ -209,25 +253,74 @@ pub struct Store {
     dir: PathBuf,
     /// File name of the active watchlist inside `dir` ([`ACTIVE`] for a state directory).
     active: std::ffi::OsString,
+    /// Installs refuse sequences held back by a rollback ([`HOLD`]).
+    respect_hold: bool,
 }
 
 impl Store {
-    /// Opens (creating if needed) a state directory and removes temp files a crash left behind.
+    /// Opens (creating if needed) a state directory. Temp files a crash left behind are removed
+    /// if no other writer holds the directory's lock right now (otherwise the next writer does it).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err("create state directory", dir))?;
         let store = Store {
             dir: dir.to_path_buf(),
             active: ACTIVE.into(),
+            respect_hold: false,
         };
-        for name in [ACTIVE, PREVIOUS, ETAG] {
-            let temp = temp_for(&store.dir.join(name));
-            match std::fs::remove_file(&temp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("remove leftover", &temp)(e)),
-            }
+        if let Ok(file) = store.lock_file()
+            && file.try_lock().is_ok()
+        {
+            store.remove_leftovers()?;
         }
         Ok(store)
+    }
+
+    /// Makes installs refuse lists held back by a rollback (what `lanewatch sync` does); an
+    /// operator's `watchlist install` is not held and clears the hold.
+    pub fn respecting_hold(mut self) -> Store {
+        self.respect_hold = true;
+        self
+    }
+
+    fn lock_file(&self) -> Result<std::fs::File, StoreError> {
+        let path = self.dir.join(LOCK);
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err("open lock file", &path))
+    }
+
+    /// Waits for, then holds, the directory's writer lock, and removes temp files that a dead
+    /// writer left (no live writer can own one while we hold the lock).
+    pub fn lock(&self) -> Result<WriteLock, StoreError> {
+        let file = self.lock_file()?;
+        let path = self.dir.join(LOCK);
+        file.lock().map_err(io_err("lock", &path))?;
+        self.remove_leftovers()?;
+        Ok(WriteLock { _file: file })
+    }
+
+    fn remove_leftovers(&self) -> Result<(), StoreError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = [ACTIVE, PREVIOUS, ETAG, HOLD]
+                .iter()
+                .any(|base| name.starts_with(base));
+            if ours && name.ends_with(TEMP_SUFFIX) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove leftover", &path)(e)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A store whose active watchlist is one given file (`lanewatch run --watchlist FILE`): read and
@@ -245,6 +338,7 @@ impl Store {
         Ok(Store {
             dir,
             active: name.to_os_string(),
+            respect_hold: false,
         })
     }
 
@@ -320,9 +414,17 @@ impl Store {
             .verify_at(bytes, now)
             .map_err(|kind| WatchlistError::new(origin, kind))?;
         let to = verified.body.sequence;
+        let _lock = self.lock()?;
         let active = self.active_bytes()?;
         if active.as_deref() == Some(bytes) {
             return Ok(Installed::Unchanged { sequence: to });
+        }
+        let hold = self.hold()?;
+        if self.respect_hold
+            && let Some(hold) = hold
+            && to <= hold
+        {
+            return Ok(Installed::Held { sequence: to, hold });
         }
         let from = self.installed_sequence()?;
         if let Some(installed) = from
@@ -337,30 +439,30 @@ impl Store {
             )
             .into());
         }
-        if let Some(active) = &active {
-            self.keep_previous(active, hook)?;
-        }
-        write_atomic(&self.dir, &self.active_path(), bytes, hook)?;
-        Ok(Installed::Replaced { from, to })
-    }
-
-    /// Copies the active file to `previous` atomically, so that a crash leaves a complete one.
-    fn keep_previous(
-        &self,
-        active: &[u8],
-        hook: &mut dyn FnMut(InstallStep) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let previous = self.previous_path();
-        let temp = temp_for(&previous);
+        let active_path = self.active_path();
+        // A failed or interrupted install leaves its temp files to the next writer (under the lock).
+        let new_temp = write_temp(&active_path, bytes, hook)?;
         hook(InstallStep::CopyPrevious)?;
-        let mut file = std::fs::File::create(&temp).map_err(io_err("create", &temp))?;
-        file.write_all(active)
-            .and_then(|()| file.sync_all())
-            .map_err(io_err("write", &temp))?;
-        drop(file);
+        let previous_temp = match &active {
+            Some(active) => Some(write_temp(&self.previous_path(), active, &mut |_| Ok(()))?),
+            None => None,
+        };
+        hook(InstallStep::RenameActive)?;
+        std::fs::rename(&new_temp, &active_path)
+            .map_err(io_err("rename into place", &active_path))?;
+        hook(InstallStep::SyncDir)?;
+        sync_dir(&self.dir)?;
+        // Committed: only now does the replaced list become the rollback target.
         hook(InstallStep::RenamePrevious)?;
-        std::fs::rename(&temp, &previous).map_err(io_err("rename into place", &previous))?;
-        sync_dir(&self.dir)
+        if let Some(temp) = previous_temp {
+            let previous = self.previous_path();
+            std::fs::rename(&temp, &previous).map_err(io_err("rename into place", &previous))?;
+            sync_dir(&self.dir)?;
+        }
+        if hold.is_some() {
+            self.clear_hold()?;
+        }
+        Ok(Installed::Replaced { from, to })
     }
 
     /// Swaps the previous file back in (the current one becomes `previous`, so a rollback can
@@ -372,6 +474,7 @@ impl Store {
         now: u64,
         allow_lower: bool,
     ) -> Result<(u64, u64), StoreError> {
+        let _lock = self.lock()?;
         let previous_path = self.previous_path();
         let previous = read_capped(&previous_path)?.ok_or_else(|| StoreError::NoPrevious {
             dir: self.dir.clone(),
@@ -384,13 +487,27 @@ impl Store {
             .map_err(|kind| WatchlistError::new(previous_path.display().to_string(), kind))?;
         let from = self.installed_sequence()?.unwrap_or(0);
         let to = verified.body.sequence;
+        if to == from {
+            return Err(StoreError::SameSequence {
+                dir: self.dir.clone(),
+                sequence: to,
+            });
+        }
         if to < from && !allow_lower {
             return Err(StoreError::LowerNotAllowed { from, to });
         }
+        // Hold first, so a sync cannot re-install the list being rolled away from, even after a
+        // crash half-way through.
+        let hold = self.hold()?;
+        if to < from {
+            self.set_hold(from.max(hold.unwrap_or(0)))?;
+        } else if hold.is_some_and(|h| to >= h) {
+            self.clear_hold()?;
+        }
         // Active first: a crash in between leaves the rolled-back list in both files (what the
         // operator asked for is active; the newer list is still on the issuer's server).
-        write_atomic(&self.dir, &self.active_path(), &previous, &mut |_| Ok(()))?;
-        write_atomic(&self.dir, &previous_path, &active, &mut |_| Ok(()))?;
+        write_atomic(&self.dir, &self.active_path(), &previous)?;
+        write_atomic(&self.dir, &previous_path, &active)?;
         // The stored ETag described the file that is no longer active.
         self.clear_etag()?;
         Ok((from, to))
@@ -398,12 +515,8 @@ impl Store {
 
     /// The ETag recorded for the active file, if it still describes it.
     pub fn etag(&self) -> Result<Option<String>, StoreError> {
-        let path = self.dir.join(ETAG);
-        let text = match std::fs::read(&path) {
-            Ok(t) if t.len() <= 1024 => String::from_utf8_lossy(&t).into_owned(),
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("read", &path)(e)),
+        let Some(text) = self.read_small(ETAG)? else {
+            return Ok(None);
         };
         let Some((sha, etag)) = text.trim_end_matches('\n').split_once(' ') else {
             return Ok(None);
@@ -414,24 +527,61 @@ impl Store {
         Ok((hex::encode(Sha256::digest(&active)) == sha).then(|| etag.to_string()))
     }
 
-    /// Records the ETag under which the active file was served.
+    /// A small state file as text; `None` if missing, too long, or not a regular file.
+    fn read_small(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let path = self.dir.join(name);
+        match crate::fsio::read_regular(&path, MAX_SMALL_FILE) {
+            Ok(t) => Ok(Some(String::from_utf8_lossy(&t).into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Records the ETag under which the active file was served, if `file_sha256` is still the
+    /// active file's (another writer may have replaced it meanwhile).
     pub fn set_etag(&self, etag: &str, file_sha256: &[u8; 32]) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let active = self.active_bytes()?;
+        if active.is_none_or(|a| <[u8; 32]>::from(Sha256::digest(&a)) != *file_sha256) {
+            return Ok(());
+        }
         let line = format!("{} {etag}\n", hex::encode(file_sha256));
-        write_atomic(
-            &self.dir,
-            &self.dir.join(ETAG),
-            line.as_bytes(),
-            &mut |_| Ok(()),
-        )
+        write_atomic(&self.dir, &self.dir.join(ETAG), line.as_bytes())
     }
 
     pub fn clear_etag(&self) -> Result<(), StoreError> {
-        let path = self.dir.join(ETAG);
+        self.remove(ETAG)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &path)(e)),
         }
+    }
+
+    /// The sequence a rollback holds sync back to: lists at or below it are not installed by
+    /// sync until a higher one appears (or an operator installs one).
+    pub fn hold(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .read_small(HOLD)?
+            .and_then(|t| t.trim().parse::<u64>().ok()))
+    }
+
+    fn set_hold(&self, sequence: u64) -> Result<(), StoreError> {
+        write_atomic(
+            &self.dir,
+            &self.dir.join(HOLD),
+            format!("{sequence}\n").as_bytes(),
+        )
+    }
+
+    fn clear_hold(&self) -> Result<(), StoreError> {
+        self.remove(HOLD)
     }
 }
 

@@ -1,19 +1,25 @@
 //! `lanewatch sync`: fetch the issuer's watchlist from any static web server and install it.
 //!
-//! One GET with `If-None-Match` (304 = nothing to do), the body read with a size cap, verified in
-//! memory, then installed atomically by the store. Transport failures and 5xx/408/429 answers are
-//! retried with exponential back-off; a file that fails verification is not (fetching it again
-//! would not make it valid), nor is a refused TLS certificate.
+//! One GET with `If-None-Match` (304 = nothing to do; a 304 to a request without it is an error),
+//! the body streamed with a size cap: a Content-Length over the cap is refused before reading, and
+//! the 22-byte envelope header is checked first (magic, version, length), so a wrong or oversized
+//! file costs at most 22 bytes and memory stays proportional to the file's own declared length.
+//! The file is verified in memory, then installed atomically by the store. Transport failures
+//! (connect, DNS, timeouts, I/O) and 5xx/408/429 answers are retried with exponential back-off;
+//! what cannot succeed by trying again is not: a file that fails verification, a refused TLS
+//! certificate, a malformed URL or HTTP answer, a redirect loop or a bad redirect.
 //!
 //! `https://` is verified against the bundled roots or a private CA (see [`crate::http`]); plain
 //! `http://` still works because the signature, not the transport, makes the file trustworthy.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::format::MAX_FILE_LEN;
+use super::error::{Rejection, WatchlistError};
+use super::format::{Envelope, HEADER_LEN, MAX_FILE_LEN, SIGNATURE_LEN};
 use super::store::{Installed, Store, StoreError};
 use super::verify::{Verifier, unix_now};
 use crate::http::{self, ClientConfig, HttpError, Transport};
@@ -56,6 +62,11 @@ pub enum SyncOutcome {
         from: Option<u64>,
         to: u64,
     },
+    /// The server's list is at or below the sequence a rollback holds back; not installed.
+    Held {
+        sequence: u64,
+        hold: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +75,17 @@ pub enum SyncError {
     Client(#[from] HttpError),
     #[error("fetching {url} failed: {why}")]
     Transport { url: String, why: String },
+    /// A failure that trying again cannot fix (bad URL, malformed HTTP, redirect loop, ...).
+    #[error("fetching {url} failed: {why}")]
+    Permanent { url: String, why: String },
     #[error("fetching {url} failed: {why}")]
     Certificate { url: String, why: String },
     #[error("fetching {url}: the server answered HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error(
+        "fetching {url}: the server answered 304 Not Modified although no If-None-Match was sent (this box has no ETag for its active list); the server or a proxy is misbehaving"
+    )]
+    UnexpectedNotModified { url: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -78,7 +96,11 @@ impl SyncError {
         match self {
             SyncError::Transport { .. } => true,
             SyncError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            SyncError::Client(_) | SyncError::Certificate { .. } | SyncError::Store(_) => false,
+            SyncError::Client(_)
+            | SyncError::Permanent { .. }
+            | SyncError::UnexpectedNotModified { .. }
+            | SyncError::Certificate { .. }
+            | SyncError::Store(_) => false,
         }
     }
 }
@@ -124,17 +146,25 @@ impl Syncer {
             let url = url.clone();
             if http::is_certificate_error(&e) {
                 SyncError::Certificate { url, why }
-            } else {
+            } else if http::is_transient(&e) {
                 SyncError::Transport { url, why }
+            } else {
+                SyncError::Permanent { url, why }
             }
         };
+        let refused =
+            |kind: Rejection| SyncError::Store(WatchlistError::new(url.clone(), kind).into());
         let mut request = self.agent.get(url);
-        if let Some(etag) = self.store.etag()? {
+        let sent_etag = self.store.etag()?;
+        if let Some(etag) = &sent_etag {
             request = request.header("If-None-Match", etag);
         }
         let mut response = request.call().map_err(transport)?;
         let status = response.status().as_u16();
         if status == 304 {
+            if sent_etag.is_none() {
+                return Err(SyncError::UnexpectedNotModified { url: url.clone() });
+            }
             return Ok(SyncOutcome::NotModified);
         }
         if status != 200 {
@@ -149,15 +179,69 @@ impl Syncer {
             .and_then(|v| v.to_str().ok())
             .filter(|v| v.len() <= 256)
             .map(str::to_string);
-        let bytes = response
+        let content_length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = content_length
+            && len > MAX_FILE_LEN
+        {
+            return Err(refused(Rejection::TooLarge {
+                size: len,
+                max: MAX_FILE_LEN,
+            }));
+        }
+        // The body as a stream: ureq's own limit is the file cap, ours is the declared length.
+        let mut reader = response
             .body_mut()
             .with_config()
-            .limit(MAX_FILE_LEN)
-            .read_to_vec()
-            .map_err(transport)?;
+            .limit(MAX_FILE_LEN + 1)
+            .reader();
+        let read_err = |e: std::io::Error| SyncError::Transport {
+            url: url.clone(),
+            why: format!("reading the body: {e}"),
+        };
+        let mut bytes = Vec::with_capacity(HEADER_LEN);
+        (&mut reader)
+            .take(HEADER_LEN as u64)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        // Magic, version and length before anything else is read. A short body is left to the
+        // envelope check below (truncated).
+        let need = if bytes.len() == HEADER_LEN {
+            let mut probe = bytes.clone();
+            probe.resize(HEADER_LEN + SIGNATURE_LEN, 0);
+            match Envelope::parse(&probe) {
+                Ok(_) | Err(Rejection::Truncated { .. }) | Err(Rejection::TrailingBytes { .. }) => {
+                    let body_len = u32::from_le_bytes([bytes[18], bytes[19], bytes[20], bytes[21]]);
+                    HEADER_LEN as u64 + body_len as u64 + SIGNATURE_LEN as u64
+                }
+                Err(kind) => return Err(refused(kind)),
+            }
+        } else {
+            HEADER_LEN as u64
+        };
+        if let Some(len) = content_length
+            && len != need
+        {
+            return Err(refused(if len < need {
+                Rejection::Truncated { need, have: len }
+            } else {
+                Rejection::TrailingBytes { extra: len - need }
+            }));
+        }
+        // One byte more than declared, to tell trailing bytes from an exact file.
+        let remaining = (need + 1).saturating_sub(bytes.len() as u64);
+        bytes.reserve(remaining.min(1 << 20) as usize);
+        reader
+            .take(remaining)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
         let outcome = match self.store.install(&bytes, url, &self.verifier, now)? {
             Installed::Unchanged { sequence } => SyncOutcome::Unchanged { sequence },
             Installed::Replaced { from, to } => SyncOutcome::Installed { from, to },
+            Installed::Held { sequence, hold } => return Ok(SyncOutcome::Held { sequence, hold }),
         };
         match etag {
             Some(etag) => self.store.set_etag(&etag, &Sha256::digest(&bytes).into())?,
