@@ -30,6 +30,8 @@ pub struct LaneStats {
     pub alerts_suppressed: u64,
     /// Alerts the journal could not write at once (kept in memory and retried).
     pub journal_failures: u64,
+    /// Journal segments repaired after an interrupted write (each one reported when it happened).
+    pub journal_recoveries: u64,
     /// Frames whose analysis failed (reported, skipped).
     pub frame_errors: u64,
 }
@@ -95,6 +97,10 @@ impl Lane {
     pub fn stats(&self) -> LaneStats {
         LaneStats {
             journal_failures: self.dispatcher.stats().journal_failures,
+            journal_recoveries: self
+                .dispatcher
+                .journal()
+                .map_or(0, |j| j.stats().recoveries),
             ..self.stats
         }
     }
