@@ -162,11 +162,6 @@ impl Index {
         self.scales.len()
     }
 
-    /// Heap bytes held by the index.
-    pub fn memory_bytes(&self) -> usize {
-        self.codes.len() + 8 * self.scales.len() + 16 * self.owners.len()
-    }
-
     /// Adds one identity with its embeddings; returns its identity index. All embeddings are
     /// checked before any is added, so a refused identity leaves the index unchanged.
     pub fn push_identity<'a>(

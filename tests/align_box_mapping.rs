@@ -4,24 +4,19 @@
 //!
 //! Fixtures: `dlib_hog_calib.json` (dlib HOG boxes and landmarks on the 300 LFW `calib/` images,
 //! from `tools/dlib_reference.py`) and `mtcnn_calib_detections.json` (lanewatch's MTCNN main face on
-//! the same images). To refit after the detector changes, write the detections as a JSON list of
-//! `{image, bbox, landmarks}` (e.g. `Detector::new(models, 250, 250, DetectorConfig { min_face: 40.0,
-//! ..Default::default() })`, `main_face` per image), then run `LANEWATCH_MTCNN_CALIB=that.json cargo
-//! test -p lanewatch --test align_box_mapping -- --ignored --nocapture` and copy the printed numbers
-//! into `FITTED_BOX_MAPPING` and `MTCNN_TEMPLATE`.
+//! the same images). To refit after the detector changes, see `tools/fit_box_mapping.rs`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use lanewatch::vision::align::chip::FACE_TEMPLATE_5;
 use lanewatch::vision::align::{
     BoxMapping, CHIP_PADDING, CHIP_SIZE, ChipScratch, FITTED_BOX_MAPPING, MtcnnFace, RgbChip,
     chip_from_mtcnn_points, extract_image_chip, face_chip_details,
 };
-use lanewatch::vision::geometry::similarity;
 use lanewatch::vision::image::ImageView;
 use lanewatch::vision::landmarks::{Point, Rect, ShapePredictor};
-use serde::Deserialize;
+
+mod align_calib_common;
+use align_calib_common::{MODEL, fixture_pairs, gray};
 
 fn synthetic_face(i: usize) -> MtcnnFace {
     // Faces of 40-200 px at varied positions, slightly varied proportions and box sizes.
@@ -100,83 +95,6 @@ fn degenerate_data_and_bad_input() {
         ..m
     };
     assert!(shrink.apply(&f).is_none());
-}
-
-#[derive(Deserialize)]
-struct Calib {
-    entries: Vec<CalibEntry>,
-}
-
-#[derive(Deserialize)]
-struct CalibEntry {
-    image: String,
-    #[serde(rename = "box")]
-    bbox: [i32; 4],
-    landmarks: Vec<[f32; 2]>,
-}
-
-#[derive(Deserialize)]
-struct Detections {
-    entries: Vec<Detection>,
-}
-
-#[derive(Deserialize)]
-struct Detection {
-    image: String,
-    bbox: [f32; 4],
-    landmarks: [[f32; 2]; 5],
-}
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-const LFW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/lfw");
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/dlib_5pt.lwsp");
-
-/// (MTCNN face, dlib HOG box, dlib entry) for every calibration image both found a face in.
-fn calibration_pairs(detections: &Path) -> Vec<(MtcnnFace, Rect, CalibEntry)> {
-    let text = std::fs::read_to_string(detections).unwrap();
-    // The fixture wraps the list; a freshly dumped file may be the bare list.
-    let dets: Vec<Detection> = serde_json::from_str::<Detections>(&text)
-        .map(|d| d.entries)
-        .or_else(|_| serde_json::from_str(&text))
-        .unwrap();
-    let calib: Calib = serde_json::from_str(
-        &std::fs::read_to_string(format!("{FIXTURES}/dlib_hog_calib.json")).unwrap(),
-    )
-    .unwrap();
-    let mut dlib: HashMap<String, CalibEntry> = calib
-        .entries
-        .into_iter()
-        .map(|e| (e.image.clone(), e))
-        .collect();
-    dets.iter()
-        .filter_map(|d| {
-            let e = dlib.remove(&d.image)?;
-            let [l, t, r, b] = e.bbox;
-            let face = MtcnnFace {
-                bbox: d.bbox,
-                points: d.landmarks.map(|p| Point::new(p[0], p[1])),
-            };
-            Some((face, Rect::new(l, t, r, b), e))
-        })
-        .collect()
-}
-
-fn fixture_pairs() -> Vec<(MtcnnFace, Rect, CalibEntry)> {
-    calibration_pairs(Path::new(&format!(
-        "{FIXTURES}/mtcnn_calib_detections.json"
-    )))
-}
-
-fn gray(image: &str) -> image::GrayImage {
-    let path = PathBuf::from(LFW).join(image);
-    image::open(&path)
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot read {}: {e} (the tests expect shared/ beside the repository)",
-                path.display()
-            )
-        })
-        .to_luma8()
 }
 
 #[test]
@@ -259,100 +177,4 @@ fn mtcnn_fallback_chip_is_close_to_dlibs() {
         "MTCNN fallback vs dlib chip: centre offset {centre_err:.2} chip px, pixels differ by {pixel_err:.2} grey levels on average"
     );
     assert!(centre_err < 4.0, "{centre_err}");
-}
-
-/// Development tool (see the top of this file): fits the mapping and the MTCNN template.
-#[test]
-#[ignore]
-fn fit_from_detections() {
-    let pairs = calibration_pairs(Path::new(
-        &std::env::var("LANEWATCH_MTCNN_CALIB")
-            .unwrap_or_else(|_| format!("{FIXTURES}/mtcnn_calib_detections.json")),
-    ));
-    let fit = BoxMapping::fit(&pairs.iter().map(|(f, r, _)| (*f, *r)).collect::<Vec<_>>()).unwrap();
-    println!("{} pairs; fitted {fit:?}", pairs.len());
-
-    let sp = ShapePredictor::open(Path::new(MODEL)).unwrap();
-    let mut scratch = sp.scratch();
-    // Two-fold cross-validation: each half is scored with the mapping fitted on the other half.
-    let halves: Vec<BoxMapping> = (0..2)
-        .map(|h| {
-            let train: Vec<(MtcnnFace, Rect)> = pairs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % 2 != h)
-                .map(|(_, (f, r, _))| (*f, *r))
-                .collect();
-            BoxMapping::fit(&train).unwrap()
-        })
-        .collect();
-    let (mut box_err, mut lm_err, mut lm_max, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-    let mut identical = 0usize;
-    for (i, (face, rect, e)) in pairs.iter().enumerate() {
-        let g = halves[i % 2].apply(face).unwrap();
-        box_err += f64::from(
-            (g.left - rect.left).abs()
-                + (g.top - rect.top).abs()
-                + (g.right - rect.right).abs()
-                + (g.bottom - rect.bottom).abs(),
-        ) / 4.0;
-        let img = gray(&e.image);
-        let view =
-            ImageView::gray(img.as_raw(), img.width() as usize, img.height() as usize).unwrap();
-        let got = sp.predict(&view, g, &mut scratch);
-        identical += usize::from(
-            got.iter()
-                .zip(&e.landmarks)
-                .all(|(p, w)| p.x == w[0] && p.y == w[1]),
-        );
-        for (p, w) in got.iter().zip(&e.landmarks) {
-            let d = f64::from(((p.x - w[0]).powi(2) + (p.y - w[1]).powi(2)).sqrt());
-            lm_err += d;
-            lm_max = lm_max.max(d);
-        }
-        n += 1;
-    }
-    println!(
-        "held out (2-fold): mean box-side error {:.2} px; landmarks from mapped boxes vs from dlib \
-         boxes: mean {:.3} px, max {:.2} px, all five identical on {identical} of {n} faces",
-        box_err / n as f64,
-        lm_err / (5 * n) as f64,
-        lm_max
-    );
-
-    // The MTCNN template: MTCNN's points carried into dlib's chip frame by the similarity that
-    // dlib's own alignment uses, averaged, in the unpadded unit square of FACE_TEMPLATE_5.
-    let (size, pad) = (CHIP_SIZE as f64, CHIP_PADDING);
-    let chip5: Vec<[f64; 2]> = FACE_TEMPLATE_5
-        .iter()
-        .map(|t| {
-            [
-                (pad + t[0]) / (2.0 * pad + 1.0) * size,
-                (pad + t[1]) / (2.0 * pad + 1.0) * size,
-            ]
-        })
-        .collect();
-    let mut sum = [[0.0f64; 2]; 5];
-    for (face, _, e) in &pairs {
-        let img: Vec<[f64; 2]> = e
-            .landmarks
-            .iter()
-            .map(|p| [f64::from(p[0]), f64::from(p[1])])
-            .collect();
-        // chip -> image is dlib's similarity; invert it to carry MTCNN's points into the chip.
-        let t = similarity(&chip5, &img);
-        let det = t.m[0][0] * t.m[1][1] - t.m[0][1] * t.m[1][0];
-        for (k, p) in face.points.iter().enumerate() {
-            let d = [f64::from(p.x) - t.b[0], f64::from(p.y) - t.b[1]];
-            let c = [
-                (t.m[1][1] * d[0] - t.m[0][1] * d[1]) / det,
-                (t.m[0][0] * d[1] - t.m[1][0] * d[0]) / det,
-            ];
-            for a in 0..2 {
-                sum[k][a] += (c[a] / size) * (2.0 * pad + 1.0) - pad;
-            }
-        }
-    }
-    let template = sum.map(|p| [p[0] / n as f64, p[1] / n as f64]);
-    println!("MTCNN template (unit square, unpadded): {template:?}");
 }

@@ -248,31 +248,3 @@ fn aligner_reproduces_dlib_end_to_end() {
     eprintln!("end to end: worst chip mean abs error {worst:.4} grey levels");
     assert!(worst <= 1.0, "{worst}");
 }
-
-/// Development only: writes every LFW image as decoded here (raw 8-bit grey, `<path>.gray`) for
-/// `tools/dlib_reference.py --decoded`, so that dlib sees exactly the pixels lanewatch sees.
-#[test]
-#[ignore]
-fn dump_decoded_lfw() {
-    let out = PathBuf::from(
-        std::env::var_os("LANEWATCH_DECODED_DIR").expect("set LANEWATCH_DECODED_DIR"),
-    );
-    let mut stack = vec![PathBuf::from(LFW)];
-    let mut n = 0;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "jpg") {
-                let rel = path.strip_prefix(LFW).unwrap();
-                let gray = image::open(&path).unwrap().to_luma8();
-                let dst = out.join(format!("{}.gray", rel.display()));
-                std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-                std::fs::write(dst, gray.as_raw()).unwrap();
-                n += 1;
-            }
-        }
-    }
-    eprintln!("{n} images written under {}", out.display());
-}

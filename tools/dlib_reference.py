@@ -12,8 +12,8 @@ pixel values of `get_face_chip(img, shape, 150, 0.25)`.
 
 JPEG decoders differ by a grey level here and there, and the shape predictor's pixel comparisons
 notice, so dlib is run on the pixels exactly as lanewatch decodes them: first dump them with
-`LANEWATCH_DECODED_DIR=/tmp/lfw-decoded cargo test -p lanewatch --test align_dlib_reference --
---ignored dump_decoded_lfw`, then pass `--decoded /tmp/lfw-decoded`. The Rust tests check the
+`cargo run --release --example dump_decoded_lfw -- /tmp/lfw-decoded` (tools/dump_decoded_lfw.rs),
+then pass `--decoded /tmp/lfw-decoded`. The Rust tests check the
 decoded pixels against `pixels_sha256` first, so a decoder change cannot pass for an alignment error.
 
 Entries with `scale` 3 or 6 are the same images enlarged by pixel replication, which makes the chip

@@ -96,6 +96,7 @@ impl Dispatcher {
             }
             None => false,
         };
+        self.report_recoveries();
         let mut sink_failures = Vec::new();
         for sink in &mut self.sinks {
             if let Err(e) = sink.deliver(alert, journaled) {
@@ -129,11 +130,23 @@ impl Dispatcher {
         if journal.pending() == 0 {
             return 0;
         }
-        match journal.retry_pending() {
+        let written = match journal.retry_pending() {
             Ok(n) => n,
             Err(e) => {
                 (self.report)(&e.to_string());
                 0
+            }
+        };
+        self.report_recoveries();
+        written
+    }
+
+    /// Reports the journal's repairs of a segment on reopen after a failed write (counted in its
+    /// [`crate::alerts::journal::JournalStats::recoveries`]).
+    fn report_recoveries(&mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            for r in journal.take_recoveries() {
+                (self.report)(&r.to_string());
             }
         }
     }

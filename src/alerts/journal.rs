@@ -114,6 +114,8 @@ pub struct JournalStats {
     pub rotations: u64,
     /// Old segments that could not be deleted (retried at the next rotation).
     pub prune_failures: u64,
+    /// Segments repaired (torn or unreadable tail cut off), at open or on reopen after a failed write.
+    pub recoveries: u64,
 }
 
 /// The operations the journal needs from a segment file; a test can inject failures (ENOSPC).
@@ -304,7 +306,8 @@ impl Journal {
         self.pending.len()
     }
 
-    /// Repairs done while reopening after a failed write (drained by this call).
+    /// Repairs done while reopening after a failed write (drained by this call; the one at open is
+    /// returned by [`Journal::open`]). [`crate::alerts::dispatch::Dispatcher`] reports them.
     pub fn take_recoveries(&mut self) -> Vec<Recovery> {
         std::mem::take(&mut self.recoveries)
     }
@@ -413,7 +416,10 @@ impl Journal {
                 if self.needs_repair {
                     let path = segment_path(&self.dir, seq);
                     match repair(&path) {
-                        Ok(Some(r)) => self.recoveries.push(r),
+                        Ok(Some(r)) => {
+                            self.stats.recoveries += 1;
+                            self.recoveries.push(r);
+                        }
                         Ok(None) => {}
                         Err(JournalError::Open { source, .. }) => return Err(source),
                         Err(e) => return Err(io::Error::other(e.to_string())),

@@ -34,6 +34,8 @@ pub struct LaneStats {
     pub alerts_suppressed: u64,
     /// Alerts the journal could not write at once (kept in memory and retried).
     pub journal_failures: u64,
+    /// Journal segments repaired after an interrupted write (each one reported when it happened).
+    pub journal_recoveries: u64,
     /// Frames whose analysis failed (reported, skipped).
     pub frame_errors: u64,
     /// Tracks, episodes and embeddings saved (src/passage).
@@ -115,6 +117,10 @@ impl Lane {
         LaneStats {
             journal_failures: self.dispatcher.stats().journal_failures,
             passages: self.passages.stats(),
+            journal_recoveries: self
+                .dispatcher
+                .journal()
+                .map_or(0, |j| j.stats().recoveries),
             ..self.stats
         }
     }

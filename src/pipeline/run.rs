@@ -68,7 +68,7 @@ impl RunSummary {
             })
         };
         format!(
-            "frames {} ({:.1}/s), faces {} ({} too small), tracks {} live / {} passages, matches {}, alerts {} ({} in cool-down), dropped {}, timeouts {}, corrupt {}, reconnects {}, watchlist seq {}{}, rss {} MB",
+            "frames {} ({:.1}/s), faces {} ({} too small), tracks {} live / {} passages, matches {}, alerts {} ({} in cool-down), dropped {}, timeouts {}, corrupt {}, reconnects {}, journal repairs {}, watchlist seq {}{}, rss {} MB",
             l.frames,
             self.frames_per_second,
             l.faces,
@@ -82,6 +82,7 @@ impl RunSummary {
             self.capture.timeouts,
             self.capture.corrupt,
             self.reconnects,
+            l.journal_recoveries,
             self.watchlist.sequence,
             if self.watchlist.expired {
                 " (expired)"

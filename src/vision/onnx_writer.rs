@@ -131,24 +131,6 @@ impl GraphBuilder {
         name.to_string()
     }
 
-    /// Integer initializers for quantised graphs (`elem` is Int8, Uint8 or Int32).
-    pub fn initializer_raw(
-        &mut self,
-        name: &str,
-        dims: &[usize],
-        elem: pb::tensor_proto::DataType,
-        raw: Vec<u8>,
-    ) -> String {
-        self.graph.initializer.push(pb::TensorProto {
-            name: name.into(),
-            dims: dims.iter().map(|d| *d as i64).collect(),
-            data_type: elem as i32,
-            raw_data: raw,
-            ..Default::default()
-        });
-        name.to_string()
-    }
-
     /// Adds a node and returns the name of its (first) output.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         let out = self.fresh(&op.to_ascii_lowercase());

@@ -72,10 +72,6 @@ impl ActiveWatchlist {
         self.current.load_full()
     }
 
-    pub fn reload_if_changed(&self) -> Result<Reload, StoreError> {
-        self.reload_if_changed_at(unix_now())
-    }
-
     /// Loads and verifies a changed active file in the caller's thread, then swaps it in. A file
     /// that fails any check (including a sequence below the one running) is reported and the
     /// running list stays; it is checked and reported again on each call until replaced. After

@@ -6,6 +6,8 @@
 //! The .dat is found through `LANEWATCH_DLIB_DAT` (as in `dlib_parity.rs`); without it the test is a
 //! no-op, except under CI where that is an error.
 
+mod inputs_common;
+
 use std::path::PathBuf;
 
 use burn::prelude::*;
@@ -26,18 +28,7 @@ fn root() -> PathBuf {
 }
 
 fn dat() -> Option<PathBuf> {
-    let found = std::env::var_os("LANEWATCH_DLIB_DAT")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!(
-            "CI is set but LANEWATCH_DLIB_DAT does not name dlib_face_recognition_resnet_model_v1.dat"
-        );
-    }
-    if found.is_none() {
-        eprintln!("note: LANEWATCH_DLIB_DAT is not set; the dlib fine-tuning test is skipped");
-    }
-    found
+    inputs_common::require(&inputs_common::DLIB_DAT, "the dlib fine-tuning test")
 }
 
 fn burn_features(net: &DlibResnetNet, chip: &[u8], device: &Device, unit: bool) -> Vec<f32> {

@@ -2,7 +2,9 @@
 //! corrupted files must give an error that names the file and says where it went wrong, never a panic.
 //!
 //! The cases built from the real .dat (and the other networks of the same PyPI sdist, found beside
-//! it) run when `LANEWATCH_DLIB_DAT` is set; the synthetic ones always run.
+//! it) run when `LANEWATCH_DLIB_DAT` is set (required under CI); the synthetic ones always run.
+
+mod inputs_common;
 
 use std::path::{Path, PathBuf};
 
@@ -48,17 +50,7 @@ fn load_err(path: &Path) -> String {
 }
 
 fn dat() -> Option<PathBuf> {
-    let p = std::env::var_os("LANEWATCH_DLIB_DAT").map(PathBuf::from)?;
-    if p.is_file() {
-        Some(p)
-    } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but LANEWATCH_DLIB_DAT ({}) is not a file",
-            p.display()
-        );
-        None
-    }
+    inputs_common::require(&inputs_common::DLIB_DAT, "damaging the real .dat")
 }
 
 /// dlib's integer encoding, for hand-made headers.
@@ -210,7 +202,7 @@ fn other_networks_from_the_same_package() {
         println!("{name}: {text}");
     }
     assert!(
-        seen > 0 || std::env::var_os("CI").is_none(),
+        seen > 0 || !inputs_common::in_ci(),
         "the sdist's other .dat files should sit beside {}",
         dat.display()
     );

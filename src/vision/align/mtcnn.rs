@@ -131,7 +131,7 @@ impl BoxMapping {
 /// MTCNN's five points in dlib's chip template frame (unit square, before padding, like
 /// `FACE_TEMPLATE_5`): the mean position of lanewatch's MTCNN points on the 300 LFW calibration
 /// faces once carried into the chip by dlib's own alignment of the same face (fitted by
-/// `tests/align_box_mapping.rs`, `fit_from_detections`).
+/// `tools/fit_box_mapping.rs`).
 pub const MTCNN_TEMPLATE: [[f64; 2]; NUM_PARTS] = [
     [0.234_833, 0.218_691],
     [0.781_206, 0.216_048],

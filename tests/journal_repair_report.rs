@@ -1,0 +1,126 @@
+//! A journal segment repaired while the box runs (a failed write that could not be cut back, then
+//! a reopen that truncates the torn bytes) is reported once and counted in the journal's stats,
+//! which the run summary shows as `journal_recoveries` ("journal repairs" on the status line).
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lanewatch::alerts::cooldown::Cooldown;
+use lanewatch::alerts::dispatch::Dispatcher;
+use lanewatch::alerts::journal::{Journal, JournalConfig, Opener, SegmentFile};
+use lanewatch::alerts::{Alert, FaceBox, FrameInfo, Identity, MatchScores};
+
+fn alert(person: &str) -> Alert {
+    Alert::new(
+        "v4l2:/dev/video0",
+        Identity {
+            id: person.into(),
+            name: format!("Name of {person}"),
+            list: "wanted".into(),
+            severity: "high".into(),
+        },
+        MatchScores {
+            distance: 0.42,
+            similarity: 0.91,
+            margin: None,
+        },
+        FaceBox {
+            x: 10.0,
+            y: 20.0,
+            width: 96.0,
+            height: 110.0,
+        },
+        FrameInfo {
+            seq: 7,
+            time_unix_ms: 1_795_824_000_000,
+            width: 1280,
+            height: 720,
+        },
+    )
+}
+
+/// While `broken` is set, a write lands a third of its bytes then fails, and cutting it back
+/// fails too: the torn bytes stay in the file until the journal reopens and repairs it.
+struct TornDisk {
+    inner: std::fs::File,
+    broken: Arc<AtomicBool>,
+}
+
+impl SegmentFile for TornDisk {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            io::Write::write_all(&mut self.inner, &buf[..buf.len() / 3])?;
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        io::Write::write_all(&mut self.inner, buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.inner.set_len(len)
+    }
+}
+
+#[test]
+fn a_repair_after_a_failed_write_is_reported_and_counted() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("journal-repair-report");
+    let _ = std::fs::remove_dir_all(&dir);
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&broken);
+    let opener: Opener = Box::new(move |path| {
+        let inner = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Box::new(TornDisk {
+            inner,
+            broken: Arc::clone(&flag),
+        }) as Box<dyn SegmentFile>)
+    });
+    let (journal, at_open) = Journal::open_with(&dir, JournalConfig::default(), opener).unwrap();
+    assert!(at_open.is_none());
+    let reports = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&reports);
+    let mut dispatcher = Dispatcher::new(Some(journal), Cooldown::new(Duration::ZERO))
+        .on_report(move |msg| seen.lock().unwrap().push(msg.to_string()));
+    let now = Instant::now();
+
+    dispatcher.raise(&alert("p1"), now);
+    broken.store(true, Ordering::SeqCst);
+    dispatcher.raise(&alert("p2"), now);
+    assert_eq!(dispatcher.journal().unwrap().stats().recoveries, 0);
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(dispatcher.retry_journal(), 1);
+
+    let stats = dispatcher.journal().unwrap().stats();
+    assert_eq!(stats.recoveries, 1, "{stats:?}");
+    let repairs = || -> Vec<String> {
+        let all = reports.lock().unwrap();
+        all.iter()
+            .filter(|r| r.contains("interrupted write"))
+            .cloned()
+            .collect()
+    };
+    let first = repairs();
+    assert_eq!(first.len(), 1, "{:?}", reports.lock().unwrap());
+    assert!(
+        first[0].contains(&dir.display().to_string()),
+        "{}",
+        first[0]
+    );
+    // Reported once: later calls have nothing new to say.
+    dispatcher.retry_journal();
+    dispatcher.raise(&alert("p3"), now);
+    assert_eq!(repairs().len(), 1);
+    assert_eq!(dispatcher.journal().unwrap().stats().recoveries, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
