@@ -163,6 +163,10 @@ fn enrol_with_a_threshold_chosen_by_list_size() {
     );
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dlib_resnet_v1.onnx");
     let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&model).unwrap()));
+    let contract_threshold = lanewatch::vision::embed::Embedder::load(&model)
+        .unwrap()
+        .spec()
+        .threshold;
     let table = |sha: &str| {
         serde_json::json!({
             "format": "lanewatch-thresholds/1",
@@ -172,7 +176,7 @@ fn enrol_with_a_threshold_chosen_by_list_size() {
                 row(100, Some(0.01), 0.45),
                 row(1000, Some(0.01), 0.42),
                 row(100, Some(0.001), 0.40),
-                row(100, None, 0.6),
+                row(100, None, contract_threshold),
             ],
         })
     };
@@ -190,6 +194,9 @@ fn enrol_with_a_threshold_chosen_by_list_size() {
             s(&out),
             "--thresholds".into(),
             s(table),
+            // These tables hold per-search rows: the rows for lanes that decide every face.
+            "--decision".into(),
+            "frame".into(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         lanewatch(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -199,7 +206,9 @@ fn enrol_with_a_threshold_chosen_by_list_size() {
     let o = enrol(&good_table, &["--fpir", "0.01"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("threshold 0.4500 keeps FPIR at 0.01 for lists of up to 100 people"),
+        text(&o).contains(
+            "threshold 0.4500 keeps FPIR at 0.01 per search for lists of up to 100 people"
+        ),
         "{}",
         text(&o)
     );
@@ -217,7 +226,7 @@ fn enrol_with_a_threshold_chosen_by_list_size() {
         text(&o)
     );
 
-    // Without --fpir the embedder's 0.6 is kept, with a warning of what it costs.
+    // Without --fpir the embedder's own threshold is kept, with a warning of what it costs.
     let o = enrol(&good_table, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -230,7 +239,11 @@ fn enrol_with_a_threshold_chosen_by_list_size() {
     std::fs::remove_file(&out).unwrap();
     let o = enrol(&good_table, &["--fpir", "0.05"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("no rows for FPIR 0.05"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no per-passer rows for FPIR 0.05"),
+        "{}",
+        text(&o)
+    );
     let foreign = t.join("foreign.thresholds.json");
     std::fs::write(&foreign, table(&"0".repeat(64)).to_string()).unwrap();
     let o = enrol(&foreign, &["--fpir", "0.01"]);

@@ -20,14 +20,19 @@ fn demo_alerts_once_for_the_enrolled_face_and_never_for_the_passer_by() {
     let out = lanewatch(&["demo"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    // Eileen Collins (enrolled) walks up: one alert, the other matches are inside the cool-down.
+    // Eileen Collins (enrolled) walks up: one passage, one alert, decided on fused faces.
     assert_eq!(t.matches("ALERT eileen collins").count(), 1, "{t}");
-    assert!(t.matches("MATCH eileen collins").count() >= 5, "{t}");
-    // Grace Hopper (not enrolled) walks up first: seen, never matched.
+    assert_eq!(t.matches("MATCH eileen collins").count(), 1, "{t}");
+    assert!(t.matches("matched eileen collins").count() >= 2, "{t}");
+    // Grace Hopper (not enrolled) walks up first: tracked, decided, never matched.
     assert!(
-        t.matches("no match: closest is eileen collins").count() >= 5,
+        t.matches("no match: closest is eileen collins").count() >= 2,
         "{t}"
     );
+    // One closing record per passer: who passed, when, how sure.
+    assert_eq!(t.matches("matched nobody").count(), 1, "{t}");
+    assert_eq!(t.matches(": matched eileen_collins (combined distance").count(), 1, "{t}");
+    assert!(t.contains("tracks 0 live / 2 passages"), "{t}");
     assert!(t.contains("frames 24"), "{t}");
 }
 
@@ -37,7 +42,8 @@ fn run_with_flags_on_a_frames_folder_and_a_watchlist_file() {
     let w = work.path();
     let a = "Abel_Pacheco";
     let list = w.join("lane.lwl");
-    write_atomically(&list, &watchlist(w, &[(a, &[0])], 5)).unwrap();
+    // One photo per passer: a list that decides each face on its own.
+    write_atomically(&list, &watchlist_per_frame(w, &[(a, &[0])], 5)).unwrap();
     let pubkey = w.join("issuer.pub");
     std::fs::write(
         &pubkey,
@@ -52,7 +58,11 @@ fn run_with_flags_on_a_frames_folder_and_a_watchlist_file() {
     std::fs::write(frames.join("3.jpg"), b"\xff\xd8\xff not really a jpeg").unwrap();
     let alerts = w.join("alerts");
     let config = w.join("lane.toml");
-    std::fs::write(&config, "[alerts]\ncooldown_s = 0\nstdout = true\n").unwrap();
+    std::fs::write(
+        &config,
+        "[alerts]\ncooldown_s = 0\nstdout = true\n[passage]\nembed_every = 1\n",
+    )
+    .unwrap();
 
     let source = format!("frames:{}", frames.display());
     let run = |extra: &[&str]| {
@@ -92,7 +102,9 @@ fn run_with_flags_on_a_frames_folder_and_a_watchlist_file() {
         t.contains("end of stream") && t.contains("corrupt 1"),
         "{t}"
     );
-    assert_eq!(journal_alerts(&alerts).len(), 3, "{t}");
+    // One alert per passage: Abel's second photo, right after the stranger's, is told apart from
+    // the stranger and continues Abel's own passage, which already alerted.
+    assert_eq!(journal_alerts(&alerts).len(), 2, "{t}");
 }
 
 #[test]

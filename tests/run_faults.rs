@@ -30,9 +30,11 @@ fn unplugs_corrupt_frames_and_a_bad_watchlist_lose_no_alert() {
     let w = work.path();
     let (a, b, c) = ("Abel_Pacheco", "Akhmed_Zakayev", "Anders_Fogh_Rasmussen");
     let stranger = identities().into_iter().find(|(_, n)| *n == 1).unwrap().0;
-    let store = state_with(w, &watchlist(w, &[(a, &[0]), (b, &[0])], 1));
+    // Each picture is one frame: lists that decide every face on its own (the lane still raises
+    // one alert per passage; the appearance check starts a new passage for each new person).
+    let store = state_with(w, &watchlist_per_frame(w, &[(a, &[0]), (b, &[0])], 1));
     let active = store.active_path();
-    let next_list = watchlist(w, &[(a, &[0]), (b, &[0]), (c, &[0])], 2);
+    let next_list = watchlist_per_frame(w, &[(a, &[0]), (b, &[0]), (c, &[0])], 2);
 
     let pictures = vec![
         picture(a, 1),

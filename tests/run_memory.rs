@@ -25,7 +25,8 @@ fn ten_thousand_frames_without_resident_growth() {
     let work = temp("lanewatch-run-memory");
     let w = work.path();
     let a = "Abel_Pacheco";
-    let store = state_with(w, &watchlist(w, &[(a, &[0])], 1));
+    // Single-frame passers: a list that decides each face on its own.
+    let store = state_with(w, &watchlist_per_frame(w, &[(a, &[0])], 1));
     let steps = (0..frames).map(|i| {
         if i % 25 == 0 {
             Step::Picture(i / 25 % 2)

@@ -77,7 +77,9 @@ impl Default for PassageConfig {
             max_tracks: 16,
             max_gap_frames: 8,
             min_iou: 0.2,
-            max_appearance_distance: 0.6,
+            // dlib's cosine distances: same person mostly below 0.1, different people mostly
+            // above 0.15 (models/README.md).
+            max_appearance_distance: 0.15,
             min_quality: 0.3,
             min_faces: 3,
             max_wait_frames: 8,
@@ -356,16 +358,19 @@ impl Passages {
         else {
             return true; // a new face
         };
+        let due = track
+            .last_embed_seq
+            .is_none_or(|s| frame_seq.saturating_sub(s) >= self.config.embed_every as u64);
         if track.matched.is_some() || track.embedded >= self.config.max_embeddings_per_track {
-            return false;
+            // Decided (or out of budget): still look every `embed_every` frames, so that someone
+            // stepping into a matched person's place is told apart by the tracker's appearance
+            // check and decided on their own.
+            return due;
         }
         if plan.mode == DecisionMode::Frame {
             return true; // every good face is a search of its own
         }
-        quality >= track.best_embedded_quality + self.config.reembed_gain
-            || track
-                .last_embed_seq
-                .is_none_or(|s| frame_seq.saturating_sub(s) >= self.config.embed_every as u64)
+        quality >= track.best_embedded_quality + self.config.reembed_gain || due
     }
 
     /// Step 3: associates the frame's faces with tracks, fuses, decides, and closes ended tracks.

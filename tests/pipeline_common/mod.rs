@@ -76,6 +76,22 @@ pub fn watchlist_with_views(
     sequence: u64,
     views: Views,
 ) -> Vec<u8> {
+    watchlist_made(work, people, sequence, views, DecisionMode::Passage)
+}
+
+/// [`watchlist`] deciding every face on its own (one alert per passage still): for tests whose
+/// passers are single frames.
+pub fn watchlist_per_frame(work: &Path, people: &[(&str, &[usize])], sequence: u64) -> Vec<u8> {
+    watchlist_made(work, people, sequence, Views::Chip, DecisionMode::Frame)
+}
+
+fn watchlist_made(
+    work: &Path,
+    people: &[(&str, &[usize])],
+    sequence: u64,
+    views: Views,
+    decision: DecisionMode,
+) -> Vec<u8> {
     let photos = work.join(format!("photos-{sequence}"));
     for (name, images) in people {
         let dir = photos.join(name);
@@ -87,7 +103,7 @@ pub fn watchlist_with_views(
     let models = FaceModels::bundled();
     let mut analyzer = FaceAnalyzer::open(&models, 250, 250, DetectorConfig::default()).unwrap();
     analyzer.set_augmentation(views.augmentation());
-    let threshold = analyzer.embedder().spec().threshold;
+    let threshold = list_threshold(&analyzer);
     let enrolled = enrol_folder(
         &mut analyzer,
         &photos,
@@ -111,11 +127,34 @@ pub fn watchlist_with_views(
             list: "test".into(),
             severity: Severity::High,
             views,
-            decision: DecisionMode::Passage,
+            decision,
         },
         &key(),
     )
     .unwrap()
+}
+
+/// The match threshold of the test lists: for the cosine embedder the LFW pairs protocol's best
+/// 1:1 threshold (FAR about 1e-2, models/README.md), so that a listed person's other photo matches
+/// as reliably as dlib's 0.6 did; the contract's own threshold for any other embedder.
+pub fn list_threshold(analyzer: &FaceAnalyzer) -> f32 {
+    let spec = analyzer.embedder().spec();
+    match spec.metric {
+        lanewatch::vision::contract::Metric::Cosine => 0.093,
+        lanewatch::vision::contract::Metric::Euclidean => spec.threshold,
+    }
+}
+
+/// The lane's per-passer settings for tests that play still photos: a passer is a few frames of
+/// one photo, and a blank frame or two between passers ends their track.
+pub fn test_passage() -> lanewatch::passage::PassageConfig {
+    lanewatch::passage::PassageConfig {
+        max_gap_frames: 1,
+        min_faces: 2,
+        max_wait_frames: 2,
+        embed_every: 1,
+        ..lanewatch::passage::PassageConfig::default()
+    }
 }
 
 /// A state directory with `bytes` installed as the active watchlist.
@@ -164,7 +203,7 @@ pub fn rig(
             camera: "test-lane".into(),
             min_match_face_px: defaults.detect.min_match_face_px as f32,
             include_crop: alerts.include_crop,
-            passage: defaults.passage.clone(),
+            passage: test_passage(),
         },
     );
     LaneRig {

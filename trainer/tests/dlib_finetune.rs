@@ -67,7 +67,7 @@ fn dlib_resnet_in_burn_matches_the_imported_model_and_fine_tunes() {
     let mut worst = 0.0f32;
     let mut n = 0;
     for chip in cached.chips.iter().flatten() {
-        let want = bundled.embed_packed(chip, 150, 150).unwrap();
+        let want = bundled.embed_raw_packed(chip, 150, 150).unwrap();
         worst = worst.max(max_diff(&burn_features(&net, chip, &device, false), &want));
         n += 1;
     }
