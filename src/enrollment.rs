@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::vision::contract::Metric;
 use crate::vision::embed::{distance, l2_normalised};
-use crate::vision::quality::QualityModel;
 use crate::vision::faces::FaceAnalyzer;
+use crate::vision::quality::QualityModel;
 use crate::watchlist::builder::WatchlistBuilder;
 use crate::watchlist::format::{DecisionMode, Entry, Severity, Thresholds, Views};
 use crate::watchlist::verify::EmbedderId;
@@ -223,8 +223,8 @@ fn read_photo(photo: &Path) -> anyhow::Result<(Vec<u8>, image::RgbImage)> {
     let bytes = crate::fsio::read_regular(photo, crate::camera::pixel::MAX_PHOTO_BYTES)
         .context("cannot read the file")?;
     // Size checked from the header before decoding (MAX_FILE_DIMENSION).
-    let rgb = crate::camera::pixel::decode_photo(&bytes)
-        .context("not a readable JPEG or PNG image")?;
+    let rgb =
+        crate::camera::pixel::decode_photo(&bytes).context("not a readable JPEG or PNG image")?;
     Ok((bytes, rgb))
 }
 
@@ -244,14 +244,16 @@ fn embed_photo(
     let mut usable = faces.into_iter().filter(|f| f.embedding.is_some());
     let face = match (usable.next(), usable.next(), found) {
         (Some(f), None, _) => f,
-        (None, _, 0) => bail!("no face found; use a frontal photo where the face is clearly visible"),
+        (None, _, 0) => {
+            bail!("no face found; use a frontal photo where the face is clearly visible")
+        }
         (None, _, _) => bail!(
             "the face is smaller than {} px (--min-face-px); use a closer photo",
             rules.min_face_px
         ),
-        (Some(_), Some(_), n) => bail!(
-            "{n} faces found; crop the photo to the one person, or pass --largest-face"
-        ),
+        (Some(_), Some(_), n) => {
+            bail!("{n} faces found; crop the photo to the one person, or pass --largest-face")
+        }
     };
     if let Some(q) = &face.quality {
         let score = rules.quality.score(q);

@@ -53,7 +53,9 @@ fn augmented_descriptors_average_their_views() {
         assert_ne!(flipped, chip);
         // The views' raw network outputs are averaged, then put in the metric's terms (unit
         // length for a cosine embedder).
-        let direct = e.embed_raw_packed(&chip.data, chip.width, chip.height).unwrap();
+        let direct = e
+            .embed_raw_packed(&chip.data, chip.width, chip.height)
+            .unwrap();
         let mirror = e
             .embed_raw_packed(&flipped.data, flipped.width, flipped.height)
             .unwrap();

@@ -31,7 +31,12 @@ fn demo_alerts_once_for_the_enrolled_face_and_never_for_the_passer_by() {
     );
     // One closing record per passer: who passed, when, how sure.
     assert_eq!(t.matches("matched nobody").count(), 1, "{t}");
-    assert_eq!(t.matches(": matched eileen_collins (combined distance").count(), 1, "{t}");
+    assert_eq!(
+        t.matches(": matched eileen_collins (combined distance")
+            .count(),
+        1,
+        "{t}"
+    );
     assert!(t.contains("tracks 0 live / 2 passages"), "{t}");
     assert!(t.contains("frames 24"), "{t}");
 }

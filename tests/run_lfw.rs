@@ -254,7 +254,10 @@ fn enrolled_people_alert_once_per_passage_and_strangers_do_not() {
         assert!(e.matched.is_none() && e.best_shot.is_none(), "{e:?}");
     }
     assert_eq!(p.summary.lane.frame_errors, 0);
-    assert_eq!(p.summary.lane.passages.tracks_started, p.expected.len() as u64);
+    assert_eq!(
+        p.summary.lane.passages.tracks_started,
+        p.expected.len() as u64
+    );
 }
 
 #[test]

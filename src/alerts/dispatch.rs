@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::passage::episode::Episode;
 use super::cooldown::Cooldown;
 use super::journal::Journal;
 use super::{Alert, AlertSink};
+use crate::passage::episode::Episode;
 
 /// What [`Dispatcher::raise`] did with an alert.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -493,7 +493,9 @@ fn record_kind(line: &[u8]) -> Option<String> {
     struct Tagged {
         record: String,
     }
-    serde_json::from_slice::<Tagged>(line).ok().map(|t| t.record)
+    serde_json::from_slice::<Tagged>(line)
+        .ok()
+        .map(|t| t.record)
 }
 
 /// What [`read_next`] found at a position.

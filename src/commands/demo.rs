@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::fsio::TempDir;
-use crate::pipeline::{FrameReport, RunOptions, Verdict, lane_from_config, run};
 use crate::passage::episode::{Episode, Outcome};
+use crate::pipeline::{FrameReport, RunOptions, Verdict, lane_from_config, run};
 use crate::samples::{
     bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
 };

@@ -447,14 +447,8 @@ impl Passages {
                     if good && track.matched.is_none() {
                         track.good_faces += 1;
                         track.fusion.add(descriptor, q);
-                        let single = self.search_single(
-                            at,
-                            descriptor,
-                            frame_seq,
-                            list,
-                            mode,
-                            &mut out,
-                        )?;
+                        let single =
+                            self.search_single(at, descriptor, frame_seq, list, mode, &mut out)?;
                         searched |= single;
                     }
                 }
@@ -592,7 +586,10 @@ impl Passages {
             return Ok(true);
         };
         self.stats.searches += 1;
-        track.last_search = list.index.search(&descriptor)?.map(|m| Scores::of(&m, list));
+        track.last_search = list
+            .index
+            .search(&descriptor)?
+            .map(|m| Scores::of(&m, list));
         Ok(true)
     }
 
@@ -631,4 +628,3 @@ impl Scores {
         }
     }
 }
-

@@ -10,11 +10,10 @@ use crate::alerts::dispatch::Dispatcher;
 use crate::alerts::journal::{Journal, JournalConfig};
 use crate::alerts::webhook::{Delivery, WebhookConfig, WebhookSink};
 use crate::alerts::{
-    Alert, Crop, FrameInfo, Identity, JsonLinesSink, MatchScores, PassageInfo,
-    encode_jpeg, time,
+    Alert, Crop, FrameInfo, Identity, JsonLinesSink, MatchScores, PassageInfo, encode_jpeg, time,
 };
-use crate::passage::PassageMatch;
 use crate::config::AlertsConfig;
+use crate::passage::PassageMatch;
 use crate::watchlist::LoadedWatchlist;
 
 /// JPEG quality of face crops: enough to recognise a face, small enough for a journal line.

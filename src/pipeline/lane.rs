@@ -248,7 +248,12 @@ impl Lane {
                 continue;
             };
             let now = Instant::now();
-            let Some(id) = list.body().entries.get(m.scores.entry).map(|e| e.id.as_str()) else {
+            let Some(id) = list
+                .body()
+                .entries
+                .get(m.scores.entry)
+                .map(|e| e.id.as_str())
+            else {
                 continue;
             };
             // No crop for an alert the cool-down will suppress: JPEG encoding is the costliest

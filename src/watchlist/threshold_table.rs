@@ -200,7 +200,11 @@ impl ThresholdTable {
                 .iter()
                 .filter_map(|r| {
                     r.fpir_target.map(|t| {
-                        format!("{t} per {} ({} decisions)", r.per.as_str(), r.decision.as_str())
+                        format!(
+                            "{t} per {} ({} decisions)",
+                            r.per.as_str(),
+                            r.decision.as_str()
+                        )
                     })
                 })
                 .collect();
@@ -297,11 +301,16 @@ mod tests {
         t.rows.push(passer(1000, 0.01, 0.30, DecisionMode::Passage));
         t.rows.push(passer(1000, 0.01, 0.25, DecisionMode::Frame));
         assert_eq!(
-            t.choose(500, 0.01, DecisionMode::Passage).unwrap().threshold,
+            t.choose(500, 0.01, DecisionMode::Passage)
+                .unwrap()
+                .threshold,
             0.30
         );
         // Per passer beats per search for frame decisions too.
-        assert_eq!(t.choose(500, 0.01, DecisionMode::Frame).unwrap().threshold, 0.25);
+        assert_eq!(
+            t.choose(500, 0.01, DecisionMode::Frame).unwrap().threshold,
+            0.25
+        );
         // No per-search fallback for passage decisions: a per-search threshold would break the
         // per-passer promise.
         let err = t
@@ -309,19 +318,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("trainer eval lane"), "{err}");
-        assert_eq!(t.choose(50, 0.001, DecisionMode::Frame).unwrap().threshold, 0.40);
+        assert_eq!(
+            t.choose(50, 0.001, DecisionMode::Frame).unwrap().threshold,
+            0.40
+        );
     }
 
     #[test]
     fn chooses_the_row_for_the_next_larger_list() {
         let t = table();
-        assert_eq!(t.choose(1, 0.01, DecisionMode::Frame).unwrap().threshold, 0.45);
-        assert_eq!(t.choose(100, 0.01, DecisionMode::Frame).unwrap().threshold, 0.45);
-        assert_eq!(t.choose(101, 0.01, DecisionMode::Frame).unwrap().threshold, 0.42);
-        assert_eq!(t.choose(50, 0.001, DecisionMode::Frame).unwrap().threshold, 0.40);
-        let err = t.choose(1001, 0.01, DecisionMode::Frame).unwrap_err().to_string();
+        assert_eq!(
+            t.choose(1, 0.01, DecisionMode::Frame).unwrap().threshold,
+            0.45
+        );
+        assert_eq!(
+            t.choose(100, 0.01, DecisionMode::Frame).unwrap().threshold,
+            0.45
+        );
+        assert_eq!(
+            t.choose(101, 0.01, DecisionMode::Frame).unwrap().threshold,
+            0.42
+        );
+        assert_eq!(
+            t.choose(50, 0.001, DecisionMode::Frame).unwrap().threshold,
+            0.40
+        );
+        let err = t
+            .choose(1001, 0.01, DecisionMode::Frame)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("up to 1000 people"), "{err}");
-        let err = t.choose(10, 0.05, DecisionMode::Frame).unwrap_err().to_string();
+        let err = t
+            .choose(10, 0.05, DecisionMode::Frame)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no per-passer rows for FPIR 0.05") && err.contains("0.001"),
             "{err}"

@@ -104,14 +104,10 @@ fn watchlist_made(
     let mut analyzer = FaceAnalyzer::open(&models, 250, 250, DetectorConfig::default()).unwrap();
     analyzer.set_augmentation(views.augmentation());
     let threshold = list_threshold(&analyzer);
-    let enrolled = enrol_folder(
-        &mut analyzer,
-        &photos,
-        &PhotoRules::new(60.0, threshold),
-    )
-    .unwrap()
-    .all_or_error()
-    .unwrap();
+    let enrolled = enrol_folder(&mut analyzer, &photos, &PhotoRules::new(60.0, threshold))
+        .unwrap()
+        .all_or_error()
+        .unwrap();
     let now = unix_now();
     sign_watchlist(
         &enrolled,

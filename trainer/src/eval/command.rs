@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use lanewatch::fsio::write_atomically;
-use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::contract::Metric;
+use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::embed::{Embedder, distance, l2_normalised};
 use lanewatch::vision::faces::{Augmentation, FaceAnalyzer, FaceModels, read_rgb};
 use lanewatch::watchlist::format::{DecisionMode, Views};
@@ -540,7 +540,10 @@ fn print_enrolment_rules(args: &LfwArgs, run: &LfwRun) {
         super::enrolment::MAX_PHOTOS + 1,
         args.draws
     );
-    println!("  {:>9}  {:>6}  {:<8}  {:>9}  {:>7}", "watchlist", "photos", "rule", "threshold", "FNIR");
+    println!(
+        "  {:>9}  {:>6}  {:<8}  {:>9}  {:>7}",
+        "watchlist", "photos", "rule", "threshold", "FNIR"
+    );
     for r in &rows {
         println!(
             "  {:>9}  {:>6}  {:<8}  {:>9.4}  {:>6.2}%",

@@ -38,14 +38,22 @@ pub fn write_svg(
 }
 
 /// The SVG text of the plot.
-pub fn render(title: &str, x_label: &str, y_label: &str, curves: &[Curve]) -> anyhow::Result<String> {
+pub fn render(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[Curve],
+) -> anyhow::Result<String> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     let all: Vec<(f64, f64)> = curves
         .iter()
         .flat_map(|c| c.points.iter().copied())
         .filter(|(x, y)| positive(*x) && positive(*y))
         .collect();
-    anyhow::ensure!(!all.is_empty(), "no DET point with both rates above zero to draw");
+    anyhow::ensure!(
+        !all.is_empty(),
+        "no DET point with both rates above zero to draw"
+    );
     let decade_below = |v: f64| 10f64.powf(v.log10().floor());
     let x_min = decade_below(all.iter().map(|p| p.0).fold(1.0, f64::min));
     let y_min = decade_below(all.iter().map(|p| p.1).fold(1.0, f64::min));

@@ -48,7 +48,10 @@ pub fn report(
     let mut by_person: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
     for (path, e) in embeddings {
         if let Some(e) = e {
-            by_person.entry(person_of(path)).or_default().push(e.clone());
+            by_person
+                .entry(person_of(path))
+                .or_default()
+                .push(e.clone());
         }
     }
     let people: Vec<Person> = by_person
@@ -130,7 +133,10 @@ fn measure(
                             .fold(f32::INFINITY, f32::min);
                         (q, d)
                     })
-                    .fold((usize::MAX, f32::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+                    .fold(
+                        (usize::MAX, f32::INFINITY),
+                        |a, b| if b.1 < a.1 { b } else { a },
+                    );
                 if on_list[p] {
                     mated.push((best == p, d));
                 } else {
@@ -143,7 +149,10 @@ fn measure(
     let allowed = (target * non_mated.len() as f64).floor() as usize;
     let t = non_mated.get(allowed).copied().unwrap_or(f32::INFINITY);
     let fpir = non_mated.partition_point(|&d| d < t) as f64 / non_mated.len().max(1) as f64;
-    let misses = mated.iter().filter(|(right, d)| !(*right && *d < t)).count();
+    let misses = mated
+        .iter()
+        .filter(|(right, d)| !(*right && *d < t))
+        .count();
     (t, fpir, misses as f64 / mated.len().max(1) as f64)
 }
 
@@ -167,7 +176,10 @@ mod tests {
             let centre: Vec<f32> = (0..16).map(|_| rng.gaussian_f32()).collect();
             let images = if p % 2 == 0 { 8 } else { 1 };
             for i in 0..images {
-                let v: Vec<f32> = centre.iter().map(|c| c + 0.6 * rng.gaussian_f32()).collect();
+                let v: Vec<f32> = centre
+                    .iter()
+                    .map(|c| c + 0.6 * rng.gaussian_f32())
+                    .collect();
                 embeddings.insert(
                     PathBuf::from(format!("lfw/p{p:03}/p{p:03}_{i:04}.jpg")),
                     Some(lanewatch::vision::embed::l2_normalised(v)),

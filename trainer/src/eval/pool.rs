@@ -59,16 +59,28 @@ mod tests {
     #[test]
     fn results_keep_item_order_and_errors_surface() {
         let items: Vec<u32> = (0..100).collect();
-        let out = map_with(&items, 3, || Ok(0u32), |n, _, x| {
-            *n += 1;
-            Ok(x * 2)
-        }, |_| {})
+        let out = map_with(
+            &items,
+            3,
+            || Ok(0u32),
+            |n, _, x| {
+                *n += 1;
+                Ok(x * 2)
+            },
+            |_| {},
+        )
         .unwrap();
         assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
-        let err = map_with(&items, 2, || Ok(()), |_, _, x| {
-            anyhow::ensure!(*x != 50, "item 50 is bad");
-            Ok(())
-        }, |_| {})
+        let err = map_with(
+            &items,
+            2,
+            || Ok(()),
+            |_, _, x| {
+                anyhow::ensure!(*x != 50, "item 50 is bad");
+                Ok(())
+            },
+            |_| {},
+        )
         .unwrap_err();
         assert!(err.to_string().contains("item 50"));
     }

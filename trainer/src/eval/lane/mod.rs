@@ -37,11 +37,11 @@ use lanewatch::watchlist::format::{DecisionMode, Views};
 use lanewatch::watchlist::threshold_table::{RateUnit, ThresholdRow, ThresholdTable};
 use sha2::{Digest, Sha256};
 
+use self::synth::{ClipFrame, SourcePhoto, walk_through};
 use super::cache::EmbeddingCache;
 use super::command::{all_images, embed_all};
 use super::det;
 use super::pool;
-use self::synth::{ClipFrame, SourcePhoto, walk_through};
 use crate::train::rng::Rng;
 
 #[derive(clap::Args, Clone)]
@@ -218,7 +218,10 @@ pub fn execute(args: &LaneArgs) -> anyhow::Result<()> {
             "FNIR per passer (listed passers missed)",
             &curves,
         )?;
-        eprintln!("trainer eval lane: DET curves written to {}", plot.display());
+        eprintln!(
+            "trainer eval lane: DET curves written to {}",
+            plot.display()
+        );
     }
     if let Some(out) = &args.thresholds_out {
         write_rows(args, &report, views, out)?;
@@ -302,7 +305,9 @@ fn play_passers(
     augmentation: Augmentation,
 ) -> anyhow::Result<Vec<Passer>> {
     let mut candidates: Vec<usize> = (0..people.len())
-        .filter(|&i| people[i].images.len() >= args.min_photos.max(2) && people[i].enrolled.is_some())
+        .filter(|&i| {
+            people[i].images.len() >= args.min_photos.max(2) && people[i].enrolled.is_some()
+        })
         .collect();
     if let Some(max) = args.max_passers {
         candidates.truncate(max);
@@ -329,7 +334,8 @@ fn play_passers(
         || {
             let mut photos = FaceAnalyzer::open(models, 250, 250, DetectorConfig::default())?;
             photos.set_augmentation(augmentation);
-            let mut lane = FaceAnalyzer::open(models, synth::FRAME_W, synth::FRAME_H, detector.clone())?;
+            let mut lane =
+                FaceAnalyzer::open(models, synth::FRAME_W, synth::FRAME_H, detector.clone())?;
             lane.set_augmentation(augmentation);
             Ok(Worker { photos, lane })
         },
@@ -395,10 +401,12 @@ fn play_one(
         for (m, (mode, engine)) in engines.iter_mut().enumerate() {
             let plan = engine.plan(seq, &faces, *mode);
             let eng = &*engine;
+            // The analyser's counts add up over a frame's observe calls: take this engine's share.
+            let before = w.lane.last_times().embedded;
             let obs = w.lane.observe_faces(&frame.image, &faces, min_match, |v| {
                 eng.wants_embedding(&plan, v, seq)
             })?;
-            embeddings[m] += w.lane.last_times().embedded;
+            embeddings[m] += w.lane.last_times().embedded - before;
             let outcome = engine.update(seq, time, &frame.image, &obs, None, *mode)?;
             if let Some(track) = own_face.and_then(|i| outcome.faces[i].track)
                 && !own[m].contains(&track)
@@ -423,7 +431,9 @@ fn play_one(
             if let (Some(q), Some(e)) = (&obs[0].quality, &obs[0].embedding) {
                 let model = &config.passage.quality;
                 let d = lanewatch::vision::embed::distance(metric, e, enrolled);
-                passer.quality_samples.push((model.components(q), model.score(q), d));
+                passer
+                    .quality_samples
+                    .push((model.components(q), model.score(q), d));
             }
         }
     }
@@ -763,7 +773,10 @@ fn print(args: &LaneArgs, r: &LaneReport, passers: &[Passer]) {
 fn quality_report(passers: &[Passer]) {
     let samples: Vec<&([f32; 4], f32, f32)> =
         passers.iter().flat_map(|p| &p.quality_samples).collect();
-    println!("  quality factors against the genuine distance ({} faces):", samples.len());
+    println!(
+        "  quality factors against the genuine distance ({} faces):",
+        samples.len()
+    );
     let names = ["size", "sharpness", "pose", "detector"];
     for (k, name) in names.iter().enumerate().chain([(4, &"score")]) {
         let value = |s: &([f32; 4], f32, f32)| if k < 4 { s.0[k] } else { s.1 };
@@ -778,7 +791,10 @@ fn quality_report(passers: &[Passer]) {
                 format!("≥{lo:.2}: {mean:.3}")
             })
             .collect();
-        println!("    {name:<10} quintiles (component ≥ → mean distance): {}", line.join(", "));
+        println!(
+            "    {name:<10} quintiles (component ≥ → mean distance): {}",
+            line.join(", ")
+        );
     }
 }
 
@@ -799,7 +815,10 @@ fn write_rows(args: &LaneArgs, r: &LaneReport, views: Views, out: &Path) -> anyh
     );
     table.rows.retain(|row| row.per != RateUnit::Passer);
     for s in &r.sizes {
-        for (mode, m) in [(DecisionMode::Frame, &s.frame), (DecisionMode::Passage, &s.passage)] {
+        for (mode, m) in [
+            (DecisionMode::Frame, &s.frame),
+            (DecisionMode::Passage, &s.passage),
+        ] {
             for a in &m.at_targets {
                 table.rows.push(ThresholdRow {
                     watchlist_size: s.watchlist_size,
@@ -817,7 +836,11 @@ fn write_rows(args: &LaneArgs, r: &LaneReport, views: Views, out: &Path) -> anyh
     }
     table.measured_on = format!(
         "{}; per-passer rows: trainer eval lane, {} passers of {} frames, {} random lists per size",
-        table.measured_on.split("; per-passer rows").next().unwrap_or(""),
+        table
+            .measured_on
+            .split("; per-passer rows")
+            .next()
+            .unwrap_or(""),
         r.passers,
         r.frames_per_passer,
         args.draws
@@ -826,6 +849,9 @@ fn write_rows(args: &LaneArgs, r: &LaneReport, views: Views, out: &Path) -> anyh
     bytes.push(b'\n');
     ThresholdTable::parse(&bytes, out)?;
     write_atomically(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("trainer eval lane: per-passer rows written to {}", out.display());
+    eprintln!(
+        "trainer eval lane: per-passer rows written to {}",
+        out.display()
+    );
     Ok(())
 }

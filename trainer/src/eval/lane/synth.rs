@@ -104,7 +104,8 @@ fn compose(
     let face_centre = ((x1 + x2) / 2.0 * scale, (y1 + y2) / 2.0 * scale);
     let mut frame = RgbImage::from_fn(FRAME_W, FRAME_H, |x, y| {
         // A soft vertical gradient: a wall or a corridor behind the lane.
-        let v = background + 30.0 * (y as f32 / FRAME_H as f32 - 0.5) + 10.0 * (x as f32 / 97.0).sin();
+        let v =
+            background + 30.0 * (y as f32 / FRAME_H as f32 - 0.5) + 10.0 * (x as f32 / 97.0).sin();
         let v = v.clamp(0.0, 255.0) as u8;
         Rgb([v, v, v])
     });
@@ -148,7 +149,10 @@ mod tests {
                 .flat_map(|d| [f.image.get_pixel(cx - 10 + d, cy)[0]])
                 .collect();
             let spread = patch.iter().max().unwrap() - patch.iter().min().unwrap();
-            assert!(spread > 60, "no photo content at the face centre: {patch:?}");
+            assert!(
+                spread > 60,
+                "no photo content at the face centre: {patch:?}"
+            );
         }
         // Reproducible from the seed, different for another seed.
         assert_eq!(walk_through(&[photo()], 3, 7)[1].image, clip_frame(7));
