@@ -253,8 +253,8 @@ fn enrol(
         None => EmbeddingCache::in_memory(),
     };
     let mut people: Vec<Person> = by_person
-        .into_iter()
-        .map(|(_, images)| Person {
+        .into_values()
+        .map(|images| Person {
             images,
             enrolled: None,
         })
