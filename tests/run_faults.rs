@@ -64,7 +64,7 @@ fn unplugs_corrupt_frames_and_a_bad_watchlist_lose_no_alert() {
             Corrupt,
             Panic,
             Picture(4), // b: alert; then the active file is overwritten with garbage
-            Picture(0), // a: alert, still against sequence 1
+            Picture(0), // a: continues a's passage (no alert), still against sequence 1
             Picture(5), // c: not on sequence 1; then a valid sequence 2 is flashed
             Picture(6), // c: alert against sequence 2
             End,
@@ -126,7 +126,9 @@ fn unplugs_corrupt_frames_and_a_bad_watchlist_lose_no_alert() {
         (vec![], 1),
         (vec![a.into()], 1),
         (vec![b.into()], 1),
-        (vec![a.into()], 1),
+        // a again, one frame after a's last face: the same passage (a face lost for a frame
+        // comes back to its track), so no second alert.
+        (vec![], 1),
         (vec![], 1),
         (vec![c.into()], 2),
     ];
@@ -144,5 +146,5 @@ fn unplugs_corrupt_frames_and_a_bad_watchlist_lose_no_alert() {
         .map(|a| a.id)
         .collect();
     assert_eq!(journal, alert_ids);
-    assert_eq!(journal.len(), 6);
+    assert_eq!(journal.len(), 5);
 }

@@ -263,7 +263,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot build the watchlist {}", args.out.display()))?;
     write_atomically(&args.out, &bytes)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    let photos: usize = people.iter().map(|p| p.embeddings.len()).sum();
+    let photos: usize = people.iter().map(|p| p.photo_sha256.len()).sum();
     println!(
         "enrolled {} people from {photos} photos into {} (sequence {}, threshold {threshold}, {} decisions)",
         people.len(),

@@ -196,13 +196,16 @@ impl Lane {
             .map_or(DecisionMode::Passage, |l| l.body().decision);
         self.analyzer.set_augmentation(views.augmentation());
         let faces = self.analyzer.detect(&frame.rgb)?;
-        let plan = self.passages.plan(frame.seq, &faces, mode);
+        // Tracks count the lane's own frames: a source's sequence restarts when a camera is
+        // reopened, and a track must neither end nor stall on that.
+        let tick = self.stats.frames;
+        let plan = self.passages.plan(tick, &faces, mode);
         let passages = &self.passages;
         self.observations = self.analyzer.observe_faces(
             &frame.rgb,
             &faces,
             self.settings.min_match_face_px,
-            |face| passages.wants_embedding(&plan, face, frame.seq),
+            |face| passages.wants_embedding(&plan, face, tick),
         )?;
         let times = self.analyzer.last_times();
         self.latencies.record(Stage::Detect, times.detect);
@@ -220,7 +223,7 @@ impl Lane {
         }
         let started = Instant::now();
         let outcome = self.passages.update(
-            frame.seq,
+            tick,
             frame.timestamp,
             &frame.rgb,
             &self.observations,

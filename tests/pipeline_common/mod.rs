@@ -149,6 +149,12 @@ pub fn test_passage() -> lanewatch::passage::PassageConfig {
         min_faces: 2,
         max_wait_frames: 2,
         embed_every: 1,
+        // LFW stills are small grayscale JPEGs: these tests are about tracks, alerts and faults,
+        // not the quality cut-off (measured by `trainer eval lane`).
+        min_quality: 0.0,
+        // Photos of different people shown back to back in one place: the appearance check must
+        // part them (cosine distance between LFW impostors is mostly above 0.09).
+        max_appearance_distance: 0.09,
         ..lanewatch::passage::PassageConfig::default()
     }
 }
@@ -224,6 +230,8 @@ pub fn journal_alerts(dir: &Path) -> Vec<lanewatch::alerts::Alert> {
             std::fs::read_to_string(segment_path(dir, seq))
                 .unwrap()
                 .lines()
+                // Passage episode records (`"record": "episode"`) sit beside the alerts.
+                .filter(|l| !l.contains("\"record\":\"episode\""))
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect::<Vec<_>>()
         })

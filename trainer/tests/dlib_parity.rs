@@ -112,10 +112,7 @@ fn load_model(path: &Path) -> Model {
     let model = Model::load(path, Role::Embedder, 1).unwrap_or_else(|e| panic!("{e}"));
     let e = model.contract.embedding.as_ref().unwrap();
     assert_eq!(model.contract.name, "dlib_resnet_v1");
-    assert_eq!(
-        (e.dim, e.metric, e.threshold),
-        (128, Metric::Euclidean, 0.6)
-    );
+    assert_eq!((e.dim, e.metric, e.threshold), (128, Metric::Cosine, 0.078));
     assert_eq!(e.alignment, "dlib-5pt-150-0.25");
     assert_eq!(model.contract.input.mean, [0.0; 3]);
     assert_eq!(model.contract.input.std, [1.0; 3]);
