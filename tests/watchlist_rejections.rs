@@ -112,13 +112,13 @@ fn bad_magic() {
 #[test]
 fn unsupported_version() {
     let mut f = file(6);
-    f[8..10].copy_from_slice(&3u16.to_le_bytes());
+    f[8..10].copy_from_slice(&4u16.to_le_bytes());
     check("version", &f, &verifier(), |k| {
         matches!(
             k,
             Rejection::UnsupportedVersion {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         )
     });
