@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -375,9 +374,6 @@ pub(crate) fn all_images(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Each image's embedding, `None` when no usable face was found in it.
-type Embeddings = Vec<(PathBuf, Option<Vec<f32>>)>;
-
 pub(crate) fn embed_all(
     images: &[PathBuf],
     models: &FaceModels,
@@ -385,42 +381,28 @@ pub(crate) fn embed_all(
     augmentation: Augmentation,
     threads: usize,
 ) -> anyhow::Result<BTreeMap<PathBuf, Option<Vec<f32>>>> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Vec<anyhow::Result<Embeddings>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Embeddings> {
-                    let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
-                    analyzer.set_augmentation(augmentation);
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = images.get(i) else { break };
-                        let rgb = read_rgb(path)?;
-                        let face = analyzer
-                            .main_face(&rgb)
-                            .with_context(|| format!("analysing {}", path.display()))?;
-                        out.push((path.clone(), face.and_then(|f| f.embedding)));
-                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n.is_multiple_of(500) {
-                            eprintln!("trainer eval: {n}/{} images", images.len());
-                        }
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("an evaluation worker panicked"))
-            .collect()
-    });
-    let mut map = BTreeMap::new();
-    for r in results {
-        map.extend(r?);
-    }
-    Ok(map)
+    let embeddings = super::pool::map_with(
+        images,
+        threads,
+        || {
+            let mut analyzer = FaceAnalyzer::open(models, 250, 250, config.clone())?;
+            analyzer.set_augmentation(augmentation);
+            Ok(analyzer)
+        },
+        |analyzer, _, path| {
+            let rgb = read_rgb(path)?;
+            let face = analyzer
+                .main_face(&rgb)
+                .with_context(|| format!("analysing {}", path.display()))?;
+            Ok(face.and_then(|f| f.embedding))
+        },
+        |n| {
+            if n.is_multiple_of(500) {
+                eprintln!("trainer eval: {n}/{} images", images.len());
+            }
+        },
+    )?;
+    Ok(images.iter().cloned().zip(embeddings).collect())
 }
 
 fn print_report(args: &LfwArgs, run: &LfwRun) {
