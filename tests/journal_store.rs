@@ -16,6 +16,7 @@ use lanewatch::alerts::journal::{
 use lanewatch::alerts::{
     Alert, AlertSink, Crop, FaceBox, FrameInfo, Identity, JsonLinesSink, MatchScores,
 };
+use lanewatch::passage::episode::{Episode, EpisodeShot, MatchedEntry, Outcome as Passage};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lanewatch-{name}-{}", std::process::id()));
@@ -66,6 +67,28 @@ fn read_all(dir: &Path) -> Vec<Alert> {
             Next::Record { next, .. } => pos = next,
             Next::Moved { to, .. } => pos = to,
             Next::Idle => return out,
+        }
+    }
+}
+
+/// Every line of the journal, oldest first: alerts and episode records. Panics on a line that is
+/// neither (a torn or foreign line must never be read back).
+fn read_alerts_and_episodes(dir: &Path) -> (Vec<Alert>, Vec<Episode>) {
+    let mut pos = Position::default();
+    let (mut alerts, mut episodes) = (Vec::new(), Vec::new());
+    loop {
+        match read_next(dir, pos, 1 << 20).unwrap() {
+            Next::Line { alert, next } => {
+                alerts.push(*alert.unwrap_or_else(|e| panic!("bad line at {pos:?}: {e}")));
+                pos = next;
+            }
+            Next::Record { kind, line, next } => {
+                assert_eq!(kind, "episode");
+                episodes.push(Episode::from_json_line(&line).unwrap());
+                pos = next;
+            }
+            Next::Moved { to, .. } => pos = to,
+            Next::Idle => return (alerts, episodes),
         }
     }
 }
@@ -435,5 +458,167 @@ fn a_complete_non_alert_last_line_is_kept() {
     let (_journal, recovery) = Journal::open(&dir, JournalConfig::default()).unwrap();
     assert_eq!(recovery, None);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The closing record of passage `n` of writer round `round`, as a lane would write it.
+fn episode(round: u64, n: u64) -> Episode {
+    let matched = n % 3 == 0;
+    Episode {
+        record: "episode".into(),
+        track: round * 100_000 + n,
+        first_frame: n * 10,
+        last_frame: n * 10 + 7,
+        started_unix_ms: 1_795_824_000_000 + n * 400,
+        ended_unix_ms: 1_795_824_000_280 + n * 400,
+        faces: 8,
+        good_faces: 6,
+        embedded: 4,
+        embeddings_saved: 4,
+        outcome: if matched {
+            Passage::Matched
+        } else {
+            Passage::NotMatched
+        },
+        matched: matched.then(|| MatchedEntry {
+            id: format!("r{round}-p{n}"),
+            distance: 0.031,
+            best_single_distance: Some(0.044),
+        }),
+        evicted: false,
+        watchlist_sequence: 12,
+        best_shot: matched.then(|| EpisodeShot {
+            frame: n * 10 + 3,
+            quality: 0.81,
+            face: FaceBox {
+                x: 100.0,
+                y: 80.0,
+                width: 120.0,
+                height: 140.0,
+            },
+        }),
+    }
+}
+
+/// Set in the child process of [`episode_records_are_read_back_after_kills`]: the journal dir and
+/// the writer round.
+const CHILD_ENV: &str = "LANEWATCH_TEST_JOURNAL_WRITER";
+
+/// The child: a lane's dispatcher raising an alert and closing a passage, over and over, saying
+/// on stdout which passage's record has been written (fsynced) until it is killed.
+fn write_until_killed(spec: &str) -> ! {
+    use std::io::Write;
+    let (dir, round) = spec.rsplit_once('|').unwrap();
+    let round: u64 = round.parse().unwrap();
+    let config = JournalConfig {
+        max_file_bytes: 16 << 10,
+        keep_files: 1000,
+        max_pending: 16,
+    };
+    let (journal, _) = Journal::open(Path::new(dir), config).unwrap();
+    let mut dispatcher = Dispatcher::new(Some(journal), Cooldown::new(Duration::ZERO));
+    let mut stdout = io::stdout().lock();
+    for n in 0.. {
+        let e = episode(round, n);
+        if let Some(m) = &e.matched {
+            let outcome = dispatcher.raise(&alert(&m.id), Instant::now());
+            assert!(matches!(
+                outcome,
+                Outcome::Raised {
+                    journaled: true,
+                    ..
+                }
+            ));
+        }
+        dispatcher.record_episode(&e);
+        assert_eq!(dispatcher.stats().journal_failures, 0);
+        writeln!(stdout, "{n}").unwrap();
+        stdout.flush().unwrap();
+    }
+    unreachable!()
+}
+
+#[test]
+fn episode_records_are_read_back_after_kills() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        write_until_killed(&spec);
+    }
+    let dir = temp_dir("journal-kill");
+    let rounds = 5u64;
+    let mut confirmed = Vec::new();
+    for round in 0..rounds {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "episode_records_are_read_back_after_kills",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{}|{round}", dir.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // Kill at a different point each round, in the middle of the writer's loop.
+        let stop_after = 40 + round * 37;
+        let mut last = None;
+        while let Some(Ok(line)) = lines.next() {
+            if line.parse::<u64>().is_err() {
+                continue; // the test harness's own lines
+            }
+            last = Some(line.parse::<u64>().unwrap());
+            if last == Some(stop_after) {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+        }
+        // Whatever the child confirmed before it died is also written.
+        for line in lines.map_while(Result::ok) {
+            if let Ok(n) = line.parse::<u64>() {
+                last = Some(n);
+            }
+        }
+        child.wait().unwrap();
+        confirmed.push(last.expect("the writer confirmed no record before it was killed"));
+    }
+
+    let (alerts, episodes) = read_alerts_and_episodes(&dir);
+    for round in 0..rounds {
+        let got: Vec<&Episode> = episodes
+            .iter()
+            .filter(|e| e.track / 100_000 == round)
+            .collect();
+        let n = confirmed[round as usize];
+        // Every confirmed record, in order and whole; at most one more that was fsynced but not
+        // yet confirmed when the kill came.
+        assert!(
+            got.len() as u64 == n + 1 || got.len() as u64 == n + 2,
+            "round {round}: {} records read back, {} confirmed",
+            got.len(),
+            n + 1
+        );
+        for (i, e) in got.iter().enumerate() {
+            assert_eq!(**e, episode(round, i as u64), "round {round}, record {i}");
+        }
+        let matched = got
+            .iter()
+            .filter(|e| e.outcome == Passage::Matched)
+            .count();
+        let round_alerts = alerts
+            .iter()
+            .filter(|a| a.identity.id.starts_with(&format!("r{round}-")))
+            .count();
+        assert!(
+            round_alerts == matched || round_alerts == matched + 1,
+            "round {round}: {round_alerts} alerts for {matched} matched passages"
+        );
+    }
+    assert!(
+        list_segments(&dir).unwrap().len() > 1,
+        "the journal rotated while being killed"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

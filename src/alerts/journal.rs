@@ -506,9 +506,14 @@ pub enum Next {
         alert: Result<Box<Alert>, String>,
         next: Position,
     },
-    /// A complete line that is another kind of record (a passage's closing episode): not for
-    /// alert sinks. `next` is the position after it.
-    Record { kind: String, next: Position },
+    /// A complete line that is another kind of record (a passage's closing episode, parsed with
+    /// [`crate::passage::episode::Episode::from_json_line`]): not for alert sinks. `line` is the
+    /// record without its newline; `next` is the position after it.
+    Record {
+        kind: String,
+        line: Vec<u8>,
+        next: Position,
+    },
     /// Nothing at `from` any more: continue at `to`. `lost_segments` counts segments deleted by
     /// rotation before they were read.
     Moved { to: Position, lost_segments: u64 },
@@ -557,7 +562,7 @@ pub fn read_next(dir: &Path, from: Position, max_line: usize) -> io::Result<Next
         if alert.is_err()
             && let Some(kind) = record_kind(&line)
         {
-            return Ok(Next::Record { kind, next });
+            return Ok(Next::Record { kind, line, next });
         }
         return Ok(Next::Line { alert, next });
     }

@@ -1,6 +1,6 @@
-//! `lanewatch bench`: per-stage latency (decode, detect, align, embed, match: median and p95),
-//! frames per second end to end, and resident memory over the run, on the bundled lane clip or a
-//! given source. Frames are taken and analysed in one thread, one after the other, so that each
+//! `lanewatch bench`: per-stage latency (decode, detect, align, embed, track, match, passage:
+//! median and p95), frames per second end to end, embeddings saved by the per-passer embed policy,
+//! and resident memory over the run, on the bundled lane clip or a given source. Frames are taken and analysed in one thread, one after the other, so that each
 //! stage is timed alone; the same command runs on an aarch64 box.
 
 use std::path::PathBuf;
@@ -130,7 +130,15 @@ pub struct BenchReport {
     pub views: String,
     pub frames: u64,
     pub faces: u64,
+    /// Faces large enough to be aligned (and so candidates for an embedding).
+    pub aligned: u64,
+    /// Aligned faces embedded, and those whose embedding the per-passer policy skipped (the
+    /// track's view did not improve; `[passage]` reembed_gain, embed_every, max_embeddings).
     pub embedded: u64,
+    pub embeddings_saved: u64,
+    /// Tracks started and searches of the watchlist made over the measured frames.
+    pub tracks: u64,
+    pub searches: u64,
     pub seconds: f64,
     pub frames_per_second: f64,
     pub stages_ms: Vec<(String, Summary)>,
@@ -173,12 +181,14 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let mut started = Instant::now();
     let mut after_warmup = None;
     let mut rss = Vec::new();
-    let (mut faces, mut embedded) = (0u64, 0u64);
+    let (mut faces, mut aligned) = (0u64, 0u64);
+    let mut passages_at_warmup = lane.stats().passages;
     let step = (args.frames / 10).max(1);
     while done < total {
         if done == args.warmup {
             *lane.latencies_mut() = Latencies::new(args.frames as usize);
             after_warmup = resident();
+            passages_at_warmup = lane.stats().passages;
             started = Instant::now();
         }
         let t = Instant::now();
@@ -199,7 +209,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         let report = lane.process(&frame);
         if done >= args.warmup {
             faces += report.decisions.len() as u64;
-            embedded += report
+            aligned += report
                 .decisions
                 .iter()
                 .filter(|d| !matches!(d.verdict, crate::pipeline::Verdict::TooSmall))
@@ -217,12 +227,17 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let end = resident();
+    let passages = lane.stats().passages;
     let report = BenchReport {
         source: config.source.uri.clone(),
         views: views.as_str().to_string(),
         frames: args.frames,
         faces,
-        embedded,
+        aligned,
+        embedded: passages.embedded - passages_at_warmup.embedded,
+        embeddings_saved: passages.embeddings_saved - passages_at_warmup.embeddings_saved,
+        tracks: passages.tracks_started - passages_at_warmup.tracks_started,
+        searches: passages.searches - passages_at_warmup.searches,
         seconds,
         frames_per_second: args.frames as f64 / seconds,
         stages_ms: Stage::ALL
@@ -249,10 +264,21 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
 
 fn print_report(r: &BenchReport) {
     println!(
-        "lanewatch bench: {} frames of {} ({} faces, {} embedded as {}), {} CPU threads available",
-        r.frames, r.source, r.faces, r.embedded, r.views, r.threads
+        "lanewatch bench: {} frames of {} ({} faces, {} aligned, {} embedded as {}), {} CPU threads available",
+        r.frames, r.source, r.faces, r.aligned, r.embedded, r.views, r.threads
     );
-    println!("  stage     median ms    p95 ms   samples   (align, embed, match: per face)");
+    let candidates = r.embedded + r.embeddings_saved;
+    println!(
+        "  per passer: {} tracks started, {} searches; {} embeddings saved of {} ({:.0}%)",
+        r.tracks,
+        r.searches,
+        r.embeddings_saved,
+        candidates,
+        100.0 * r.embeddings_saved as f64 / candidates.max(1) as f64
+    );
+    println!(
+        "  stage     median ms    p95 ms   samples   (align, embed: per face; track, passage: per frame with faces; match: per frame that searched)"
+    );
     for (name, s) in &r.stages_ms {
         println!(
             "  {name:<8} {:>10.3} {:>9.3} {:>9}",

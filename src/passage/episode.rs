@@ -180,6 +180,19 @@ impl Episode {
         }
     }
 
+    /// Reads a record back from a journal line (see [`crate::alerts::journal::Next::Record`]).
+    pub fn from_json_line(line: &[u8]) -> Result<Episode, String> {
+        let episode: Episode =
+            serde_json::from_slice(line).map_err(|e| format!("not an episode record: {e}"))?;
+        if episode.record != "episode" {
+            return Err(format!(
+                "not an episode record: \"record\" is {:?}",
+                episode.record
+            ));
+        }
+        Ok(episode)
+    }
+
     /// The record as one JSON line (with the trailing newline).
     pub fn to_json_line(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut line = serde_json::to_vec(self)?;

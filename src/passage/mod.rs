@@ -23,7 +23,7 @@
 pub mod episode;
 pub mod fusion;
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -190,6 +190,10 @@ pub struct FrameOutcome {
     pub ended: Vec<Episode>,
     /// The searches made (only when [`Passages::record_decision_points`] is on).
     pub decision_points: Vec<DecisionPoint>,
+    /// Time spent associating faces with tracks, and in 1:N searches (what `lanewatch bench`
+    /// reports apart from the rest of the per-passer work: fusion, decisions, best shots).
+    pub track_time: Duration,
+    pub search_time: Duration,
 }
 
 /// Counters of the per-passer side.
@@ -391,7 +395,9 @@ impl Passages {
                 embedding: o.embedding.as_deref(),
             })
             .collect();
+        let started = Instant::now();
         let ids = self.tracker.update(frame_seq, &tracker_obs);
+        out.track_time = started.elapsed();
         self.close_ended(&mut out, list);
         let list_sequence = list.map_or(0, LoadedWatchlist::sequence);
         for (obs, id) in observations.iter().zip(ids) {
@@ -533,7 +539,9 @@ impl Passages {
             return Ok(decision);
         };
         self.stats.searches += 1;
+        let started = Instant::now();
         let found = list.index.search(descriptor)?.map(|m| Scores::of(&m, list));
+        out.search_time += started.elapsed();
         if let Some(s) = &found
             && track
                 .best_single
@@ -586,10 +594,12 @@ impl Passages {
             return Ok(true);
         };
         self.stats.searches += 1;
+        let started = Instant::now();
         track.last_search = list
             .index
             .search(&descriptor)?
             .map(|m| Scores::of(&m, list));
+        out.search_time += started.elapsed();
         Ok(true)
     }
 

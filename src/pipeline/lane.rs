@@ -3,7 +3,7 @@
 //! of ended passages go to the journal.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::alerting::alert_for_passage;
 use super::decide::{Decision, Verdict};
@@ -199,7 +199,9 @@ impl Lane {
         // Tracks count the lane's own frames: a source's sequence restarts when a camera is
         // reopened, and a track must neither end nor stall on that.
         let tick = self.stats.frames;
+        let planned = Instant::now();
         let plan = self.passages.plan(tick, &faces, mode);
+        let plan_time = planned.elapsed();
         let passages = &self.passages;
         self.observations = self.analyzer.observe_faces(
             &frame.rgb,
@@ -230,8 +232,17 @@ impl Lane {
             list.as_deref(),
             mode,
         )?;
-        if list.is_some() && times.embedded > 0 {
-            self.latencies.record(Stage::Match, started.elapsed());
+        let passage_time = started.elapsed();
+        if !faces.is_empty() {
+            self.latencies
+                .record(Stage::Track, plan_time + outcome.track_time);
+            self.latencies.record(
+                Stage::Passage,
+                passage_time.saturating_sub(outcome.track_time + outcome.search_time),
+            );
+        }
+        if outcome.search_time > Duration::ZERO {
+            self.latencies.record(Stage::Match, outcome.search_time);
         }
         for (face, out) in self.observations.iter().zip(&outcome.faces) {
             self.stats.faces += 1;

@@ -14,19 +14,26 @@ pub enum Stage {
     Align,
     /// The embedder, per embedded face.
     Embed,
-    /// 1:N search and the decision rule, per embedded face.
+    /// Associating the frame's faces with tracks (prediction, assignment), per frame with faces.
+    Track,
+    /// 1:N searches of a frame (fused descriptors or single faces), per frame that searched.
     Match,
+    /// The rest of the per-passer work of a frame with faces: quality, fusion, decisions, best
+    /// shots, closing records.
+    Passage,
     /// Frame taken off the source to all its faces decided (alerts included).
     Frame,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Decode,
         Stage::Detect,
         Stage::Align,
         Stage::Embed,
+        Stage::Track,
         Stage::Match,
+        Stage::Passage,
         Stage::Frame,
     ];
 
@@ -36,7 +43,9 @@ impl Stage {
             Stage::Detect => "detect",
             Stage::Align => "align",
             Stage::Embed => "embed",
+            Stage::Track => "track",
             Stage::Match => "match",
+            Stage::Passage => "passage",
             Stage::Frame => "frame",
         }
     }

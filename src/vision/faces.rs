@@ -8,13 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use image::RgbImage;
 
-use super::align::mtcnn::FITTED_BOX_MAPPING;
-use super::align::{
-    Aligner, BoxMapping, ChipScratch, ChipSpec, JitterRng, MtcnnFace, RgbChip, jitter_chip,
-    mirror_chip,
-};
+use super::align::{ChipScratch, ChipSpec, JitterRng, RgbChip, jitter_chip, mirror_chip};
+use super::chipper::{FaceChipper, mtcnn_face};
 use super::contract::Metric;
-use super::detect::{Detector, DetectorConfig, Face, main_face};
+use super::detect::{DetectorConfig, Face};
 use super::embed::{Embedder, l2_normalised};
 use super::image::ImageView;
 use super::landmarks::{NUM_PARTS, Point};
@@ -95,15 +92,10 @@ pub struct StageTimes {
 }
 
 pub struct FaceAnalyzer {
-    detector: Detector,
-    aligner: Aligner,
-    mapping: BoxMapping,
+    /// Detection and chips, cut to the embedder contract's geometry (dlib's 150x150 for the
+    /// bundled model).
+    chipper: FaceChipper,
     embedder: Embedder,
-    /// The chip the embedder's contract names (dlib's 150x150 for the bundled model).
-    chip: ChipSpec,
-    frame_size: (u32, u32),
-    detector_config: DetectorConfig,
-    models: FaceModels,
     times: StageTimes,
     augmentation: Augmentation,
     jitter_scratch: ChipScratch,
@@ -129,26 +121,11 @@ impl FaceAnalyzer {
         frame_h: u32,
         config: DetectorConfig,
     ) -> anyhow::Result<Self> {
-        let detector = Detector::from_files(
-            &models.pnet,
-            &models.rnet,
-            &models.onet,
-            frame_w,
-            frame_h,
-            config.clone(),
-        )?;
-        let aligner = Aligner::open(&models.landmarks)?;
         let embedder = Embedder::load(&models.embedder)?;
         let chip = chip_spec_of(&embedder, &models.embedder)?;
         Ok(FaceAnalyzer {
-            detector,
-            aligner,
-            mapping: FITTED_BOX_MAPPING,
+            chipper: FaceChipper::open(models, chip, frame_w, frame_h, config)?,
             embedder,
-            chip,
-            frame_size: (frame_w, frame_h),
-            detector_config: config,
-            models: models.clone(),
             times: StageTimes::default(),
             augmentation: Augmentation::default(),
             jitter_scratch: ChipScratch::default(),
@@ -171,24 +148,12 @@ impl FaceAnalyzer {
     }
 
     pub fn frame_size(&self) -> (u32, u32) {
-        self.frame_size
+        self.chipper.frame_size()
     }
 
     /// Re-plans the detector for another frame size (a camera renegotiated, or a photo of another size).
     pub fn resize(&mut self, frame_w: u32, frame_h: u32) -> anyhow::Result<()> {
-        if (frame_w, frame_h) != self.frame_size {
-            let m = &self.models;
-            self.detector = Detector::from_files(
-                &m.pnet,
-                &m.rnet,
-                &m.onet,
-                frame_w,
-                frame_h,
-                self.detector_config.clone(),
-            )?;
-            self.frame_size = (frame_w, frame_h);
-        }
-        Ok(())
+        self.chipper.resize(frame_w, frame_h)
     }
 
     /// Detects every face; aligns and embeds those whose box side is at least `min_match_px`.
@@ -205,7 +170,7 @@ impl FaceAnalyzer {
     pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
         self.times = StageTimes::default();
         let started = Instant::now();
-        let faces = self.detector.detect(frame).context("detecting faces")?;
+        let faces = self.chipper.detect(frame)?;
         self.times.detect = started.elapsed();
         self.times.faces = faces.len();
         Ok(faces)
@@ -241,28 +206,20 @@ impl FaceAnalyzer {
         min_match_px: f32,
         embed: &mut impl FnMut(&FaceView<'_>) -> bool,
     ) -> anyhow::Result<FaceObservation> {
-        let mtcnn = MtcnnFace {
-            bbox: face.bbox,
-            points: face.landmarks.map(|p| Point::new(p[0], p[1])),
-        };
         let mut obs = FaceObservation {
             bbox: face.bbox,
             score: face.score,
-            landmarks: mtcnn.points,
+            landmarks: mtcnn_face(face).points,
             quality: None,
             embedding: None,
-        };
-        let Some(dlib_box) = self.mapping.apply(&mtcnn) else {
-            return Ok(obs);
         };
         if obs.size_px() < min_match_px {
             return Ok(obs);
         }
         let started = Instant::now();
-        let aligned = self
-            .aligner
-            .align_to(view, dlib_box, self.chip)
-            .context("aligning a face")?;
+        let Some(aligned) = self.chipper.align(view, face)? else {
+            return Ok(obs);
+        };
         obs.landmarks = aligned.landmarks;
         let chip = aligned.chip;
         let quality = QualityInputs {
@@ -296,12 +253,7 @@ impl FaceAnalyzer {
 
     /// Detects in a photo (with the detector's second look) and picks its main face.
     fn photo_main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<Face>> {
-        self.resize(image.width(), image.height())?;
-        let faces = self
-            .detector
-            .detect_in_photo(image)
-            .context("detecting faces")?;
-        Ok(main_face(&faces, image.width(), image.height()).cloned())
+        self.chipper.photo_main_face(image)
     }
 
     /// The detector box of a photo's main face (see [`Self::main_face`]), without aligning it.
@@ -329,26 +281,7 @@ impl FaceAnalyzer {
     /// calibrating and checking a quantised embedder on the box's own chips. `None` when no face is
     /// found or it cannot be aligned.
     pub fn main_face_chip(&mut self, image: &RgbImage) -> anyhow::Result<Option<RgbChip>> {
-        let Some(face) = self.photo_main_face(image)? else {
-            return Ok(None);
-        };
-        let mtcnn = MtcnnFace {
-            bbox: face.bbox,
-            points: face.landmarks.map(|p| Point::new(p[0], p[1])),
-        };
-        let Some(dlib_box) = self.mapping.apply(&mtcnn) else {
-            return Ok(None);
-        };
-        let view = ImageView::rgb(
-            image.as_raw(),
-            image.width() as usize,
-            image.height() as usize,
-        )?;
-        let aligned = self
-            .aligner
-            .align_to(&view, dlib_box, self.chip)
-            .context("aligning a face")?;
-        Ok(Some(aligned.chip.clone()))
+        self.chipper.main_face_chip(image)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Face vision: the ONNX model runtime and its contract, detection, alignment and embedding.
 
 pub mod align;
+pub mod chipper;
 pub mod contract;
 pub mod detect;
 pub mod embed;

@@ -217,9 +217,13 @@ impl ThresholdTable {
         }
         rows.sort_by_key(|r| r.watchlist_size);
         let Some(row) = rows.iter().find(|r| r.watchlist_size >= people) else {
+            // Extrapolating a threshold would promise a false-alert rate nobody measured.
             bail!(
-                "the threshold table covers lists of up to {} people at FPIR {fpir}, this one has {people}",
-                rows.last().map_or(0, |r| r.watchlist_size)
+                "the threshold table covers lists of up to {} people at FPIR {fpir} per {} ({} decisions), this one has {people}: measure that size with `trainer eval {} --watchlist-sizes {people} --thresholds-out TABLE`, or set the distance with --max-distance",
+                rows.last().map_or(0, |r| r.watchlist_size),
+                rows[0].per.as_str(),
+                decision.as_str(),
+                if rows[0].per == RateUnit::Passer { "lane" } else { "lfw" },
             );
         };
         Ok(Choice {

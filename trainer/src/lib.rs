@@ -4,5 +4,6 @@
 pub mod eval;
 pub mod export;
 pub mod import;
+pub mod pool;
 pub mod quantize;
 pub mod train;

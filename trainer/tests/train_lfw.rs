@@ -49,7 +49,7 @@ fn settings(steps: u64) -> Settings {
         lr: 2e-3,
         weight_decay: 5e-4,
         warmup: 10,
-        seed: 7,
+        seed: std::env::var("LW_SEED").map_or(7, |s| s.parse().unwrap()),
         augment: Augment::DEFAULT,
         validate_every: 1000,
         checkpoint_every: 1000,
@@ -115,7 +115,7 @@ fn weights(run_dir: &Path) -> (String, Vec<u32>) {
 fn compact_network_learns_to_verify_held_out_people() {
     let t0 = Instant::now();
     let main = fresh("main");
-    let steps = 250;
+    let steps = std::env::var("LW_STEPS").map_or(250, |s| s.parse().unwrap());
     let out: Outcome = run(&job(&main, settings(steps), true, false)).unwrap();
     let took = t0.elapsed().as_secs_f64();
     let losses: Vec<f32> = out.history.iter().map(|s| s.loss).collect();

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::EmbeddingCache;
 use super::identification::{IdentificationReport, SearchSet};
-use super::lfw::{PairsFile, Report, evaluate, score_pairs};
+use super::lfw::{PairsFile, Report, evaluate, score_pairs, split_folds};
 
 #[derive(clap::Subcommand)]
 pub enum Protocol {
@@ -252,16 +252,7 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
         embeddings
     };
     let mut scored = score_pairs(&pairs, &embeddings, |a, b| distance(metric, a, b));
-    let mut folds = pairs.folds;
-    if folds == 1 {
-        // A one-fold file (such as LFW's fold 1 alone) would choose and test the threshold on the same
-        // pairs; split it into 10 interleaved folds so the threshold is still chosen on held-out pairs.
-        folds = 10;
-        scored
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, s)| s.fold = i % folds);
-    }
+    let folds = split_folds(&mut scored, pairs.folds);
     let report = evaluate(&scored, folds, args.far)?;
     let searches = SearchSet::build(&embeddings, |a, b| distance(metric, a, b), args.threads);
     let contract_threshold = (metric == spec.metric).then_some(spec.threshold);
@@ -381,7 +372,7 @@ pub(crate) fn embed_all(
     augmentation: Augmentation,
     threads: usize,
 ) -> anyhow::Result<BTreeMap<PathBuf, Option<Vec<f32>>>> {
-    let embeddings = super::pool::map_with(
+    let embeddings = crate::pool::map_with(
         images,
         threads,
         || {

@@ -7,4 +7,3 @@ pub mod enrolment;
 pub mod identification;
 pub mod lane;
 pub mod lfw;
-pub mod pool;

@@ -14,7 +14,7 @@ use super::data::Dataset;
 use super::data::augment::{Augment, render};
 use super::data::chips::Chip;
 use super::rng::Rng;
-use crate::eval::lfw::{Pair, PairsFile, evaluate, score_pairs};
+use crate::eval::lfw::{Pair, PairsFile, evaluate, score_pairs, split_folds};
 
 /// What one validation measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -130,15 +130,7 @@ pub fn score(
             .sqrt()
     };
     let mut scored = score_pairs(pairs, &map, euclid);
-    let mut folds = pairs.folds;
-    if folds == 1 {
-        // As `trainer eval lfw`: a one-fold file is split into 10 interleaved folds.
-        folds = 10;
-        scored
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, s)| s.fold = i % 10);
-    }
+    let folds = split_folds(&mut scored, pairs.folds);
     let report = evaluate(&scored, folds, 1e-3)?;
     let impostors: Vec<_> = scored.iter().filter(|s| !s.same).collect();
     let accepted = impostors

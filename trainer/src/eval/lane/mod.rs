@@ -41,7 +41,7 @@ use self::synth::{ClipFrame, SourcePhoto, walk_through};
 use super::cache::EmbeddingCache;
 use super::command::{all_images, embed_all};
 use super::det;
-use super::pool;
+use crate::pool;
 use crate::train::rng::Rng;
 
 #[derive(clap::Args, Clone)]

@@ -1,5 +1,6 @@
-//! Every training image detected and aligned once, through the box's own code (MTCNN → mapped dlib
-//! box → dlib 5-point landmarks → face chip), and cached in the run folder.
+//! Every training image detected and aligned once, through the box's own chip path
+//! ([`FaceChipper`]: MTCNN → mapped dlib box → dlib 5-point landmarks → face chip), and cached in
+//! the run folder.
 //!
 //! The cache (`chips-SIZE-PADDING.bin`) is keyed by each image's sha256 and the chip geometry, so a
 //! renamed or re-ordered dataset reuses it and an edited photo is aligned again. It is a cache: a
@@ -7,15 +8,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use lanewatch::vision::align::mtcnn::FITTED_BOX_MAPPING;
-use lanewatch::vision::align::{Aligner, ChipSpec, MtcnnFace};
-use lanewatch::vision::detect::{Detector, DetectorConfig, main_face};
+use lanewatch::vision::align::ChipSpec;
+use lanewatch::vision::chipper::FaceChipper;
+use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::faces::FaceModels;
-use lanewatch::vision::image::ImageView;
-use lanewatch::vision::landmarks::Point;
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"LWCHIPS1";
@@ -93,110 +91,26 @@ fn align_parallel(
     spec: ChipSpec,
     threads: usize,
 ) -> anyhow::Result<Vec<Chip>> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
     let models = FaceModels::in_dir(models_dir);
-    let results: Vec<anyhow::Result<Vec<(usize, Chip)>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, 64))
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<(usize, Chip)>> {
-                    let mut chipper = Chipper::open(&models, spec)?;
-                    let mut out = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&i) = todo.get(k) else { break };
-                        let path = &images[i];
-                        let rgb = lanewatch::vision::faces::read_rgb(path)?;
-                        let chip = chipper
-                            .chip(&rgb)
-                            .with_context(|| format!("aligning {}", path.display()))?;
-                        out.push((k, chip));
-                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n.is_multiple_of(500) {
-                            eprintln!("trainer: aligned {n}/{} images", todo.len());
-                        }
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("an alignment worker panicked"))
-            .collect()
-    });
-    let mut out = vec![None; todo.len()];
-    for r in results {
-        for (k, chip) in r? {
-            out[k] = chip;
-        }
-    }
-    Ok(out)
-}
-
-/// The box's detect → align path without the embedder (the network being trained is not an ONNX
-/// file yet): the same detector, box mapping, landmark model and chip code as `FaceAnalyzer`.
-pub struct Chipper {
-    models: FaceModels,
-    detector: Detector,
-    size: (u32, u32),
-    aligner: Aligner,
-    spec: ChipSpec,
-    config: DetectorConfig,
-}
-
-impl Chipper {
-    pub fn open(models: &FaceModels, spec: ChipSpec) -> anyhow::Result<Chipper> {
-        let config = DetectorConfig::default();
-        let detector = Detector::from_files(
-            &models.pnet,
-            &models.rnet,
-            &models.onet,
-            250,
-            250,
-            config.clone(),
-        )?;
-        Ok(Chipper {
-            models: models.clone(),
-            detector,
-            size: (250, 250),
-            aligner: Aligner::open(&models.landmarks)?,
-            spec,
-            config,
-        })
-    }
-
-    /// The chip of the image's main face, `None` when there is no usable face.
-    pub fn chip(&mut self, image: &image::RgbImage) -> anyhow::Result<Chip> {
-        let size = (image.width(), image.height());
-        if size != self.size {
-            let m = &self.models;
-            self.detector = Detector::from_files(
-                &m.pnet,
-                &m.rnet,
-                &m.onet,
-                size.0,
-                size.1,
-                self.config.clone(),
-            )?;
-            self.size = size;
-        }
-        // The same look as `lanewatch enroll` and `trainer eval lfw` (a retry at lower thresholds).
-        let faces = self.detector.detect_in_photo(image)?;
-        let Some(face) = main_face(&faces, size.0, size.1) else {
-            return Ok(None);
-        };
-        let mtcnn = MtcnnFace {
-            bbox: face.bbox,
-            points: face.landmarks.map(|p| Point::new(p[0], p[1])),
-        };
-        let Some(dlib_box) = FITTED_BOX_MAPPING.apply(&mtcnn) else {
-            return Ok(None);
-        };
-        let view = ImageView::rgb(image.as_raw(), size.0 as usize, size.1 as usize)?;
-        let aligned = self.aligner.align_to(&view, dlib_box, self.spec)?;
-        Ok(Some(aligned.chip.data.clone()))
-    }
+    // Planned for LFW's 250x250; the chipper re-plans for other sizes.
+    crate::pool::map_with(
+        todo,
+        threads,
+        || FaceChipper::open(&models, spec, 250, 250, DetectorConfig::default()),
+        |chipper, _, &i| {
+            let path = &images[i];
+            let rgb = lanewatch::vision::faces::read_rgb(path)?;
+            let chip = chipper
+                .main_face_chip(&rgb)
+                .with_context(|| format!("aligning {}", path.display()))?;
+            Ok(chip.map(|c| c.data))
+        },
+        |n| {
+            if n.is_multiple_of(500) {
+                eprintln!("trainer: aligned {n}/{} images", todo.len());
+            }
+        },
+    )
 }
 
 fn header(spec: ChipSpec) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! One worker pool for the evaluations: each worker owns its own state (its own copy of the
+//! The trainer's one worker pool (chip caches, evaluations): each worker owns its own state (its own copy of the
 //! models: tract plans are not shared between threads) and takes items in order from a shared
 //! counter, so a slow item never holds up a whole chunk.
 
@@ -40,7 +40,7 @@ where
             .into_iter()
             .map(|w| {
                 w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an evaluation worker panicked")))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
             })
             .collect()
     });

@@ -1,0 +1,139 @@
+//! The one path from an image to a face chip: MTCNN (planned for the image size, re-planned when
+//! it changes), the fitted mapping from MTCNN's box to dlib's landmark box, dlib's 5-point
+//! landmarks and the chip cut. Lanes and enrolment (through [`super::faces::FaceAnalyzer`]), the
+//! trainer's chip cache, quantisation calibration and evaluation all cut their chips here, so that
+//! what is trained, calibrated and measured is what the lanes see.
+
+use anyhow::Context;
+use image::RgbImage;
+
+use super::align::mtcnn::FITTED_BOX_MAPPING;
+use super::align::{Aligned, Aligner, BoxMapping, ChipSpec, MtcnnFace, RgbChip};
+use super::detect::{Detector, DetectorConfig, Face, main_face};
+use super::faces::FaceModels;
+use super::image::ImageView;
+use super::landmarks::Point;
+
+pub struct FaceChipper {
+    detector: Detector,
+    aligner: Aligner,
+    mapping: BoxMapping,
+    spec: ChipSpec,
+    frame_size: (u32, u32),
+    detector_config: DetectorConfig,
+    models: FaceModels,
+}
+
+impl FaceChipper {
+    /// Loads the detector and landmark models (not the embedder) and plans the detector for
+    /// `frame_w` x `frame_h` images.
+    pub fn open(
+        models: &FaceModels,
+        spec: ChipSpec,
+        frame_w: u32,
+        frame_h: u32,
+        config: DetectorConfig,
+    ) -> anyhow::Result<FaceChipper> {
+        let detector = Detector::from_files(
+            &models.pnet,
+            &models.rnet,
+            &models.onet,
+            frame_w,
+            frame_h,
+            config.clone(),
+        )?;
+        Ok(FaceChipper {
+            detector,
+            aligner: Aligner::open(&models.landmarks)?,
+            mapping: FITTED_BOX_MAPPING,
+            spec,
+            frame_size: (frame_w, frame_h),
+            detector_config: config,
+            models: models.clone(),
+        })
+    }
+
+    /// The chip geometry cut (the embedder contract's).
+    pub fn spec(&self) -> ChipSpec {
+        self.spec
+    }
+
+    pub fn frame_size(&self) -> (u32, u32) {
+        self.frame_size
+    }
+
+    /// Re-plans the detector for another image size (a camera renegotiated, a photo of another
+    /// size). Nothing happens when the size is the planned one.
+    pub fn resize(&mut self, frame_w: u32, frame_h: u32) -> anyhow::Result<()> {
+        if (frame_w, frame_h) != self.frame_size {
+            let m = &self.models;
+            self.detector = Detector::from_files(
+                &m.pnet,
+                &m.rnet,
+                &m.onet,
+                frame_w,
+                frame_h,
+                self.detector_config.clone(),
+            )?;
+            self.frame_size = (frame_w, frame_h);
+        }
+        Ok(())
+    }
+
+    /// Every face in a live frame (planned for the frame's size).
+    pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
+        self.resize(frame.width(), frame.height())?;
+        Ok(self.detector.detect(frame).context("detecting faces")?)
+    }
+
+    /// The face a photo is about (an enrolment photo, a dataset image): detected with the
+    /// detector's second look, then the largest face weighted towards the centre
+    /// ([`main_face`], facenet-pytorch's choice), so a bystander at the edge is not picked.
+    pub fn photo_main_face(&mut self, image: &RgbImage) -> anyhow::Result<Option<Face>> {
+        self.resize(image.width(), image.height())?;
+        let faces = self
+            .detector
+            .detect_in_photo(image)
+            .context("detecting faces")?;
+        Ok(main_face(&faces, image.width(), image.height()).cloned())
+    }
+
+    /// Landmarks and chip of one detected face; `None` when its box cannot be mapped to a
+    /// landmark box (a degenerate detection). The chip borrows the aligner's buffer.
+    pub fn align(
+        &mut self,
+        view: &ImageView<'_>,
+        face: &Face,
+    ) -> anyhow::Result<Option<Aligned<'_>>> {
+        let Some(dlib_box) = self.mapping.apply(&mtcnn_face(face)) else {
+            return Ok(None);
+        };
+        let aligned = self
+            .aligner
+            .align_to(view, dlib_box, self.spec)
+            .context("aligning a face")?;
+        Ok(Some(aligned))
+    }
+
+    /// The chip of a photo's main face ([`Self::photo_main_face`]). `None` when no face is found or
+    /// it cannot be aligned.
+    pub fn main_face_chip(&mut self, image: &RgbImage) -> anyhow::Result<Option<RgbChip>> {
+        let Some(face) = self.photo_main_face(image)? else {
+            return Ok(None);
+        };
+        let view = ImageView::rgb(
+            image.as_raw(),
+            image.width() as usize,
+            image.height() as usize,
+        )?;
+        Ok(self.align(&view, &face)?.map(|a| a.chip.clone()))
+    }
+}
+
+/// MTCNN's detection in the form the box mapping reads.
+pub fn mtcnn_face(face: &Face) -> MtcnnFace {
+    MtcnnFace {
+        bbox: face.bbox,
+        points: face.landmarks.map(|p| Point::new(p[0], p[1])),
+    }
+}
