@@ -16,7 +16,7 @@
 //! `|q̂·b̂ - q·b| <= B = s_b/2·|q|₁ + s_q/2·|b|₁ + dim·s_b·s_q/4`. Hence the cosine distance is off
 //! by at most `B`, and the Euclidean distance `d` by at most `min(sqrt(2B), 2B/d̂)`. For dlib-like
 //! 128-d descriptors `B` is about 0.01, so near the 0.6 threshold the bound is about 0.04; measured
-//! errors are ten times smaller (`tests/watchlist_matcher.rs` prints them).
+//! errors are ten times smaller (`tests/watchlist/watchlist_matcher.rs` prints them).
 //! [`Index::distance_error_bound`] evaluates it for a query.
 
 use crate::vision::contract::Metric;

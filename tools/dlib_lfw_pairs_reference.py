@@ -7,7 +7,7 @@ Euclidean distance of dlib ResNet descriptors, with the chip made three ways:
   mapped  MTCNN box mapped by lanewatch's FITTED_BOX_MAPPING -> 5-point landmarks -> same chip
           (what the box runs; needs --mtcnn);
   mtcnn   lanewatch's approximate chip from MTCNN's five points and MTCNN_TEMPLATE (needs --mtcnn).
-lanewatch reproduces dlib's landmarks and chips bit for bit (tests/align_dlib_reference.rs), so
+lanewatch reproduces dlib's landmarks and chips bit for bit (tests/vision/align_dlib_reference.rs), so
 these figures are what the Rust pipeline gets with the same embedder.
 
 --mtcnn is a JSON list of {image, bbox, landmarks} (lanewatch's MTCNN main face per image, paths

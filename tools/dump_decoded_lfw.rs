@@ -1,6 +1,6 @@
 //! Development tool: writes every LFW image in `../shared/data/lfw` as decoded by lanewatch (raw
 //! 8-bit grey, `OUT_DIR/<path>.gray`) for `tools/dlib_reference.py --decoded OUT_DIR`, so that dlib
-//! sees exactly the pixels lanewatch sees (`tests/align_dlib_reference.rs` compares against what
+//! sees exactly the pixels lanewatch sees (`tests/vision/align_dlib_reference.rs` compares against what
 //! dlib computed). `cargo run --release --example dump_decoded_lfw -- OUT_DIR`.
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Development tool: fits the MTCNN-to-dlib box mapping (`FITTED_BOX_MAPPING`) and the MTCNN
 //! template (`MTCNN_TEMPLATE`) in `src/vision/align/` from calibration detections, and prints them
-//! with a two-fold held-out check. `tests/align_box_mapping.rs` checks that the committed mapping is
+//! with a two-fold held-out check. `tests/vision/align_box_mapping.rs` checks that the committed mapping is
 //! the fit of the committed fixtures.
 //!
 //! To refit after the detector changes, write lanewatch's MTCNN main face on the 300 LFW `calib/`
@@ -18,9 +18,9 @@ use lanewatch::vision::geometry::similarity;
 use lanewatch::vision::image::ImageView;
 use lanewatch::vision::landmarks::{Rect, ShapePredictor};
 
-#[path = "../tests/align_calib_common/mod.rs"]
-mod align_calib_common;
-use align_calib_common::{FIXTURES, MODEL, calibration_pairs, gray};
+#[path = "../tests/common/align_calib.rs"]
+mod align_calib;
+use align_calib::{FIXTURES, MODEL, calibration_pairs, gray};
 
 fn main() {
     let detections = std::env::args()

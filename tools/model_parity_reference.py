@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference outputs for tests/model_parity.rs (development only; nothing here ships).
+"""Reference outputs for tests/vision/model_parity.rs (development only; nothing here ships).
 
 The Rust test rebuilds, with lanewatch's own code, the inputs of every network on a few LFW
 images (MTCNN pyramid levels and crops, the dlib-aligned 150x150 chip) and compares tract's

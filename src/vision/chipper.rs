@@ -83,7 +83,7 @@ impl FaceChipper {
     /// Every face in a live frame (planned for the frame's size).
     pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
         self.resize(frame.width(), frame.height())?;
-        Ok(self.detector.detect(frame).context("detecting faces")?)
+        self.detector.detect(frame).context("detecting faces")
     }
 
     /// The face a photo is about (an enrolment photo, a dataset image): detected with the

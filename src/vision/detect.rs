@@ -93,7 +93,7 @@ struct Level {
 }
 
 /// R- or O-Net, planned for one crop per run: tract 0.23.9 takes the same time per crop at batch
-/// 1 as at 2..32 (`tests/detect_batch_timing.rs`), so batching would only add padding.
+/// 1 as at 2..32 (`tests/vision/detect_batch_timing.rs`), so batching would only add padding.
 struct Stage {
     plan: Model,
     side: usize,

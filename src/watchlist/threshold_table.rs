@@ -223,7 +223,11 @@ impl ThresholdTable {
                 rows.last().map_or(0, |r| r.watchlist_size),
                 rows[0].per.as_str(),
                 decision.as_str(),
-                if rows[0].per == RateUnit::Passer { "lane" } else { "lfw" },
+                if rows[0].per == RateUnit::Passer {
+                    "lane"
+                } else {
+                    "lfw"
+                },
             );
         };
         Ok(Choice {
