@@ -109,7 +109,7 @@ impl Ring {
 /// Recent samples of every stage.
 #[derive(Clone, Debug)]
 pub struct Latencies {
-    rings: [Ring; 6],
+    rings: [Ring; Stage::ALL.len()],
 }
 
 impl Latencies {

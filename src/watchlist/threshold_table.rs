@@ -466,6 +466,42 @@ mod tests {
         }
         // Mirror averaging misses fewer listed people at the same FPIR (the reason to offer it).
         assert!(at_100[1] < at_100[0], "{at_100:?}");
+
+        // Per-passer rows (`trainer eval lane`): stricter for longer lists, and deciding per
+        // passage misses fewer listed passers than per frame at the same per-passer FPIR.
+        let t = ThresholdTable::read(&default_path(&embedder, Views::Chip)).unwrap();
+        let passer = |n: usize, decision: DecisionMode| {
+            t.rows
+                .iter()
+                .find(|r| {
+                    r.per == RateUnit::Passer
+                        && r.decision == decision
+                        && r.watchlist_size == n
+                        && r.fpir_target == Some(0.01)
+                })
+                .unwrap_or_else(|| panic!("no per-passer row for {n} ({decision:?})"))
+                .clone()
+        };
+        let (a, b) = (
+            passer(100, DecisionMode::Passage),
+            passer(1000, DecisionMode::Passage),
+        );
+        assert!(a.threshold > b.threshold, "{a:?} {b:?}");
+        for n in [100, 1000] {
+            let (frame, passage) = (
+                passer(n, DecisionMode::Frame),
+                passer(n, DecisionMode::Passage),
+            );
+            assert!(passage.fnir < frame.fnir, "{frame:?} {passage:?}");
+            assert!(passage.fpir <= 0.01 && frame.fpir <= 0.01);
+        }
+        let chosen = t.choose(1000, 0.01, DecisionMode::Passage).unwrap();
+        assert_eq!(chosen.threshold, b.threshold);
+        let err = t
+            .choose(1_000_000, 0.01, DecisionMode::Passage)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--watchlist-sizes 1000000"), "{err}");
     }
 
     #[test]

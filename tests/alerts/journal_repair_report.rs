@@ -2,7 +2,6 @@
 //! a reopen that truncates the torn bytes) is reported once and counted in the journal's stats,
 //! which the run summary shows as `journal_recoveries` ("journal repairs" on the status line).
 
-use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lanewatch::alerts::cooldown::Cooldown;
 use lanewatch::alerts::dispatch::Dispatcher;
-use lanewatch::alerts::journal::{Journal, JournalConfig, Opener, SegmentFile};
+use lanewatch::alerts::journal::{Journal, JournalConfig};
 use lanewatch::alerts::{Alert, FaceBox, FrameInfo, Identity, MatchScores};
 
 fn alert(person: &str) -> Alert {
@@ -42,50 +41,14 @@ fn alert(person: &str) -> Alert {
     )
 }
 
-/// While `broken` is set, a write lands a third of its bytes then fails, and cutting it back
-/// fails too: the torn bytes stay in the file until the journal reopens and repairs it.
-struct TornDisk {
-    inner: std::fs::File,
-    broken: Arc<AtomicBool>,
-}
-
-impl SegmentFile for TornDisk {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        if self.broken.load(Ordering::SeqCst) {
-            io::Write::write_all(&mut self.inner, &buf[..buf.len() / 3])?;
-            return Err(io::Error::from_raw_os_error(5)); // EIO
-        }
-        io::Write::write_all(&mut self.inner, buf)
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(5));
-        }
-        self.inner.set_len(len)
-    }
-}
-
 #[test]
 fn a_repair_after_a_failed_write_is_reported_and_counted() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("journal-repair-report");
     let _ = std::fs::remove_dir_all(&dir);
     let broken = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&broken);
-    let opener: Opener = Box::new(move |path| {
-        let inner = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Box::new(TornDisk {
-            inner,
-            broken: Arc::clone(&flag),
-        }) as Box<dyn SegmentFile>)
-    });
+    // While `broken` is set, a write lands a third of its bytes then fails (EIO), and cutting it
+    // back fails too: the torn bytes stay in the file until the journal reopens and repairs it.
+    let opener = crate::journal_store::failing_opener(Arc::clone(&broken), 5, true);
     let (journal, at_open) = Journal::open_with(&dir, JournalConfig::default(), opener).unwrap();
     assert!(at_open.is_none());
     let reports = Arc::new(Mutex::new(Vec::<String>::new()));

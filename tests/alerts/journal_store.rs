@@ -205,18 +205,21 @@ fn zero_filled_blocks_after_a_power_cut_are_removed_too() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A segment file whose writes fail with ENOSPC while `full` is set, after writing part of the
-/// buffer (as a real full disk can).
-struct FlakyDisk {
+/// A segment file whose writes fail with `errno` while `failing` is set, after writing part of the
+/// buffer (as a real full or failing disk can); with `cut_back_fails` the journal cannot truncate
+/// the torn bytes either, and they stay until it reopens and repairs the segment.
+struct FailingDisk {
     inner: std::fs::File,
-    full: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
+    errno: i32,
+    cut_back_fails: bool,
 }
 
-impl SegmentFile for FlakyDisk {
+impl SegmentFile for FailingDisk {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
+        if self.failing.load(Ordering::SeqCst) {
             io::Write::write_all(&mut self.inner, &buf[..buf.len() / 3])?;
-            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            return Err(io::Error::from_raw_os_error(self.errno));
         }
         io::Write::write_all(&mut self.inner, buf)
     }
@@ -226,21 +229,32 @@ impl SegmentFile for FlakyDisk {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if self.cut_back_fails && self.failing.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(self.errno));
+        }
         self.inner.set_len(len)
     }
 }
 
-fn flaky_opener(full: Arc<AtomicBool>) -> Opener {
+/// Opens segments as [`FailingDisk`]s.
+pub(crate) fn failing_opener(failing: Arc<AtomicBool>, errno: i32, cut_back_fails: bool) -> Opener {
     Box::new(move |path| {
         let inner = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(Box::new(FlakyDisk {
+        Ok(Box::new(FailingDisk {
             inner,
-            full: Arc::clone(&full),
+            failing: Arc::clone(&failing),
+            errno,
+            cut_back_fails,
         }) as Box<dyn SegmentFile>)
     })
+}
+
+/// A full disk: writes fail with ENOSPC after landing part of the line; cutting back works.
+fn flaky_opener(full: Arc<AtomicBool>) -> Opener {
+    failing_opener(full, 28, false)
 }
 
 /// Records what reached it and whether the journal had it.
