@@ -59,23 +59,6 @@ pub struct Exported {
     pub bytes: usize,
 }
 
-pub fn execute(args: ExportArgs) -> anyhow::Result<()> {
-    let e = export(&args)?;
-    println!(
-        "wrote {} ({} bytes): {} {}x{} → {}-d, threshold {} (FAR {}), burn vs tract max |diff| {:.2e}",
-        e.path.display(),
-        e.bytes,
-        e.contract.name,
-        e.contract.input.width.unwrap_or(0),
-        e.contract.input.height.unwrap_or(0),
-        e.contract.embedding.as_ref().map_or(0, |s| s.dim),
-        e.contract.embedding.as_ref().map_or(0.0, |s| s.threshold),
-        e.contract.embedding.as_ref().map_or(0.0, |s| s.far),
-        e.max_abs_diff
-    );
-    Ok(())
-}
-
 /// The checkpoint a `--run` argument names: the folder's `checkpoint.lwck` or the file itself.
 pub fn checkpoint_path(run: &Path) -> PathBuf {
     if run.is_dir() {

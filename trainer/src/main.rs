@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use trainer::{eval, export, import, quantize, train};
+use trainer::commands::{eval, export, import, quantize, train};
 
 #[derive(Parser)]
 #[command(
@@ -22,20 +22,20 @@ enum Command {
     Import(import::Source),
     /// Evaluate an embedder through the box's own detect → align → embed code.
     #[command(subcommand)]
-    Eval(eval::command::Protocol),
+    Eval(eval::Protocol),
     /// Post-training int8 quantisation of an embedder: calibration table, QLinearConv and QDQ models, acceptance gate.
     Quantize(quantize::Args),
     /// Train an embedder with the triplet loss (FaceNet) on a folder-per-identity dataset.
-    Train(Box<train::TrainArgs>),
+    Train(Box<train::Args>),
     /// Write a run's checkpoint as an ONNX embedder with the model contract (checked against burn in tract).
-    Export(export::ExportArgs),
+    Export(export::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Import(source) => import::execute(source),
-        Command::Eval(protocol) => eval::command::execute(protocol),
+        Command::Eval(protocol) => eval::execute(protocol),
         Command::Quantize(args) => quantize::execute(args),
         Command::Train(args) => train::execute(*args),
         Command::Export(args) => export::execute(args),

@@ -13,12 +13,12 @@
 //!   logit difference, which tract runs much faster), `boxes` (4 regression offsets), and for O-Net
 //!   `landmarks` (5 x then 5 y, relative to the box).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use lanewatch::vision::contract::{Contract, InputSpec, Role};
-use lanewatch::vision::model::{Fingerprint, ModelFile};
-use lanewatch::vision::onnx_writer::{Attr, GraphBuilder, encode};
+use lanewatch::vision::model::ModelFile;
+use lanewatch::vision::onnx_writer::{Attr, GraphBuilder};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
@@ -575,47 +575,10 @@ fn prelu(g: &mut GraphBuilder, x: &str, name: &str, a: &[f32], rank4: bool) -> S
     }
 }
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Folder holding facenet-pytorch's pnet.pt, rnet.pt and onet.pt (its `data/` folder).
-    #[arg(long)]
-    pub weights: PathBuf,
-    /// Folder to write mtcnn_pnet.onnx, mtcnn_rnet.onnx and mtcnn_onet.onnx into.
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
 /// The largest difference between tract running the written file and the plain-Rust reference.
 pub struct Parity {
     pub net: Net,
     pub max_abs_err: f32,
-}
-
-/// Imports all three nets, writes them, and checks each written file against the reference.
-pub fn execute(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
-    for net in Net::ALL {
-        let src = args.weights.join(net.weights_file());
-        let sd = StateDict::open(&src)?;
-        let bytes = encode(&build(net, &sd)?);
-        let dst = args.out.join(net.model_file());
-        write_atomically(&dst, &bytes)?;
-        let parity = check_parity(net, &sd, &dst)?;
-        println!(
-            "{}: {} bytes, {}, max |tract - reference| = {:.2e}",
-            dst.display(),
-            bytes.len(),
-            Fingerprint::of(&bytes),
-            parity.max_abs_err
-        );
-    }
-    Ok(())
-}
-
-fn write_atomically(dst: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    lanewatch::fsio::write_atomically(dst, bytes)
-        .with_context(|| format!("cannot write {}", dst.display()))
 }
 
 /// Largest error allowed between tract and the reference.

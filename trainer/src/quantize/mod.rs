@@ -19,7 +19,7 @@ use anyhow::{Context, ensure};
 use lanewatch::vision::contract::keys;
 use tract_onnx::pb;
 
-use crate::eval::command::{LfwArgs, run_lfw};
+use crate::eval::lfw_run::{LfwArgs, run_lfw};
 use graph::SourceModel;
 use ranges::Method;
 use table::{CalibrationTable, ImageSet, ModelRef, TensorRange};
@@ -91,50 +91,6 @@ pub struct Summary {
 pub struct Built {
     pub int8: Vec<u8>,
     pub qdq: Vec<u8>,
-}
-
-pub fn execute(args: Args) -> anyhow::Result<()> {
-    let s = run(&args)?;
-    println!("trainer quantize: {}", args.model.display());
-    println!(
-        "  batch norms folded  {} (the bundled model has its affines folded at import)",
-        s.folded_batch_norms
-    );
-    println!("  method              {}", s.method);
-    println!("  table sha256        {}", s.table_sha256);
-    println!(
-        "  int8 (QLinearConv)  {} sha256 {}",
-        args.out.display(),
-        s.int8_sha256
-    );
-    if let (Some(p), Some(h)) = (&args.qdq_out, &s.qdq_sha256) {
-        println!("  QDQ                 {} sha256 {h}", p.display());
-    }
-    for (what, d) in [("int8", &s.int8_drift), ("QDQ", &s.qdq_drift)] {
-        if let Some(d) = d {
-            println!(
-                "  {what:<4} vs fp32         mean cosine {:.5}, min {:.5} over {} calibration faces",
-                d.mean_cosine, d.min_cosine, d.faces
-            );
-        }
-    }
-    if s.int8_drift.is_none() {
-        println!("  cosine gate         skipped (no --calib-images)");
-    }
-    if let Some((f, i, q)) = s.ms_per_face {
-        let q = q.map_or(String::new(), |q| format!(", QDQ {q:.1} ms"));
-        println!(
-            "  tract per face      fp32 {f:.1} ms, int8 {i:.1} ms{q} (this machine, this run)"
-        );
-    }
-    if let Some((f, i)) = s.lfw {
-        println!(
-            "  LFW accuracy        fp32 {:.2}%, int8 {:.2}%",
-            100.0 * f,
-            100.0 * i
-        );
-    }
-    Ok(())
 }
 
 /// The whole command, returning what it measured.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use lanewatch::fsio::TempDir;
-use trainer::eval::command::{LfwArgs, run_lfw};
+use trainer::eval::lfw_run::{LfwArgs, run_lfw};
 
 #[test]
 fn fold1_accuracy_of_the_bundled_embedder_is_at_least_98_5_percent() {

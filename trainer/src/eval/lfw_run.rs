@@ -1,4 +1,5 @@
-//! `trainer eval lfw`: the LFW protocol through the box's own detect → align → embed code.
+//! `trainer eval lfw`'s work: the LFW protocol through the box's own detect → align → embed code
+//! (1:1 verification, 1:N identification), the threshold table, and the reports it prints.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,17 +20,6 @@ use sha2::{Digest, Sha256};
 use super::cache::EmbeddingCache;
 use super::identification::{IdentificationReport, SearchSet};
 use super::lfw::{PairsFile, Report, evaluate, score_pairs, split_folds};
-
-#[derive(clap::Subcommand)]
-pub enum Protocol {
-    /// LFW verification, 10-fold: mean accuracy ± std, TAR at FAR, the chosen threshold, no-face counts;
-    /// then 1:N identification: FNIR at FPIR targets and the threshold for each watchlist size.
-    Lfw(LfwArgs),
-    /// Per-passer accuracy of a lane: walk-through clips of people through the lane's own tracks,
-    /// quality, fusion and decisions; FNIR at per-passer FPIR for frame against passage decisions,
-    /// DET curves, and the per-passer rows of the threshold table.
-    Lane(super::lane::LaneArgs),
-}
 
 #[derive(clap::Args)]
 pub struct LfwArgs {
@@ -140,32 +130,6 @@ impl LfwArgs {
             plot: None,
             cache: None,
         }
-    }
-}
-
-pub fn execute(protocol: Protocol) -> anyhow::Result<()> {
-    match protocol {
-        Protocol::Lfw(args) => {
-            // A table is read by `lanewatch enroll`, and lanes never jitter: one made from jittered
-            // descriptors would pick thresholds for distances no lane sees.
-            anyhow::ensure!(
-                args.thresholds_out.is_none() || args.jitter <= 1,
-                "--thresholds-out cannot be used with --jitter: lanes describe faces without jitter"
-            );
-            let run = run_lfw(&args)?;
-            print_report(&args, &run);
-            if args.enrolment_rules {
-                print_enrolment_rules(&args, &run);
-            }
-            if let Some(plot) = &args.plot {
-                plot_identification(&run, plot)?;
-            }
-            if let Some(out) = &args.thresholds_out {
-                write_threshold_table(&args, &run, out)?;
-            }
-            Ok(())
-        }
-        Protocol::Lane(args) => super::lane::execute(&args),
     }
 }
 
@@ -288,7 +252,7 @@ pub fn run_lfw(args: &LfwArgs) -> anyhow::Result<LfwRun> {
 }
 
 /// The 1:N rows as the embedder's threshold table, bound to the model file by its sha256.
-fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Result<()> {
+pub fn write_threshold_table(args: &LfwArgs, run: &LfwRun, out: &Path) -> anyhow::Result<()> {
     let model = std::fs::read(&args.model)
         .with_context(|| format!("cannot read model file {}", args.model.display()))?;
     let id = &run.identification;
@@ -396,7 +360,7 @@ pub(crate) fn embed_all(
     Ok(images.iter().cloned().zip(embeddings).collect())
 }
 
-fn print_report(args: &LfwArgs, run: &LfwRun) {
+pub fn print_report(args: &LfwArgs, run: &LfwRun) {
     let (r, im, id) = (&run.pairs, &run.images, &run.identification);
     if args.json {
         let v = serde_json::json!({
@@ -498,7 +462,7 @@ fn print_report(args: &LfwArgs, run: &LfwRun) {
     }
 }
 
-fn print_enrolment_rules(args: &LfwArgs, run: &LfwRun) {
+pub fn print_enrolment_rules(args: &LfwArgs, run: &LfwRun) {
     let rows = super::enrolment::report(
         &run.embeddings,
         run.metric,
@@ -529,7 +493,7 @@ fn print_enrolment_rules(args: &LfwArgs, run: &LfwRun) {
     }
 }
 
-fn plot_identification(run: &LfwRun, plot: &Path) -> anyhow::Result<()> {
+pub fn plot_identification(run: &LfwRun, plot: &Path) -> anyhow::Result<()> {
     let curves: Vec<super::det::Curve> = run
         .det
         .iter()
