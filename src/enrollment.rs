@@ -233,7 +233,6 @@ fn embed_photo(
     rgb: &image::RgbImage,
     rules: &PhotoRules,
 ) -> anyhow::Result<Vec<f32>> {
-    analyzer.resize(rgb.width(), rgb.height())?;
     let mut faces = analyzer.analyze(rgb, rules.min_face_px)?;
     let found = analyzer.last_times().faces;
     if rules.largest_face {

@@ -182,11 +182,6 @@ impl Lane {
     }
 
     fn analyse(&mut self, frame: &Frame) -> anyhow::Result<()> {
-        let (w, h) = frame.rgb.dimensions();
-        if (w, h) != self.analyzer.frame_size() {
-            // A camera renegotiated or a folder holds images of another size: re-plan the detector.
-            self.analyzer.resize(w, h)?;
-        }
         // Live faces are described the way the list's entries were (a plain or a mirrored list),
         // and decided the way its threshold was calibrated (per passer or per face).
         let list = self.list.clone();

@@ -58,13 +58,10 @@ impl FaceChipper {
         self.spec
     }
 
-    pub fn frame_size(&self) -> (u32, u32) {
-        self.frame_size
-    }
-
-    /// Re-plans the detector for another image size (a camera renegotiated, a photo of another
-    /// size). Nothing happens when the size is the planned one.
-    pub fn resize(&mut self, frame_w: u32, frame_h: u32) -> anyhow::Result<()> {
+    /// Re-plans the detector for another image size (a camera renegotiated, a folder or photos of
+    /// several sizes): every detection calls it first. Nothing happens when the size is the planned
+    /// one.
+    fn resize(&mut self, frame_w: u32, frame_h: u32) -> anyhow::Result<()> {
         if (frame_w, frame_h) != self.frame_size {
             let m = &self.models;
             self.detector = Detector::from_files(
@@ -121,11 +118,7 @@ impl FaceChipper {
         let Some(face) = self.photo_main_face(image)? else {
             return Ok(None);
         };
-        let view = ImageView::rgb(
-            image.as_raw(),
-            image.width() as usize,
-            image.height() as usize,
-        )?;
+        let view = ImageView::of(image)?;
         Ok(self.align(&view, &face)?.map(|a| a.chip.clone()))
     }
 }

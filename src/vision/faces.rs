@@ -147,15 +147,6 @@ impl FaceAnalyzer {
         self.times
     }
 
-    pub fn frame_size(&self) -> (u32, u32) {
-        self.chipper.frame_size()
-    }
-
-    /// Re-plans the detector for another frame size (a camera renegotiated, or a photo of another size).
-    pub fn resize(&mut self, frame_w: u32, frame_h: u32) -> anyhow::Result<()> {
-        self.chipper.resize(frame_w, frame_h)
-    }
-
     /// Detects every face; aligns and embeds those whose box side is at least `min_match_px`.
     pub fn analyze(
         &mut self,
@@ -166,7 +157,8 @@ impl FaceAnalyzer {
         self.observe_faces(frame, &faces, min_match_px, |_| true)
     }
 
-    /// Detects every face in a frame (starts a new [`Self::last_times`]).
+    /// Detects every face in a frame, re-planning the detector when the frame size changed (starts
+    /// a new [`Self::last_times`]).
     pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
         self.times = StageTimes::default();
         let started = Instant::now();
@@ -186,11 +178,7 @@ impl FaceAnalyzer {
         min_match_px: f32,
         mut embed: impl FnMut(&FaceView<'_>) -> bool,
     ) -> anyhow::Result<Vec<FaceObservation>> {
-        let view = ImageView::rgb(
-            frame.as_raw(),
-            frame.width() as usize,
-            frame.height() as usize,
-        )?;
+        let view = ImageView::of(frame)?;
         let mut out = Vec::with_capacity(faces.len());
         for (index, face) in faces.iter().enumerate() {
             out.push(self.observe(&view, index, face, min_match_px, &mut embed)?);
@@ -268,11 +256,7 @@ impl FaceAnalyzer {
         let Some(face) = self.photo_main_face(image)? else {
             return Ok(None);
         };
-        let view = ImageView::rgb(
-            image.as_raw(),
-            image.width() as usize,
-            image.height() as usize,
-        )?;
+        let view = ImageView::of(image)?;
         let obs = self.observe(&view, 0, &face, 0.0, &mut |_| true)?;
         Ok(obs.embedding.is_some().then_some(obs))
     }

@@ -89,6 +89,15 @@ impl<'a> ImageView<'a> {
         Self::new(data, width, height, PixelFormat::Rgb8)
     }
 
+    /// A decoded frame or photo.
+    pub fn of(image: &'a image::RgbImage) -> Result<Self, ImageError> {
+        Self::rgb(
+            image.as_raw(),
+            image.width() as usize,
+            image.height() as usize,
+        )
+    }
+
     pub fn width(&self) -> usize {
         self.width
     }

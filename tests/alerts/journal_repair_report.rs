@@ -10,36 +10,8 @@ use std::time::{Duration, Instant};
 use lanewatch::alerts::cooldown::Cooldown;
 use lanewatch::alerts::dispatch::Dispatcher;
 use lanewatch::alerts::journal::{Journal, JournalConfig};
-use lanewatch::alerts::{Alert, FaceBox, FrameInfo, Identity, MatchScores};
 
-fn alert(person: &str) -> Alert {
-    Alert::new(
-        "v4l2:/dev/video0",
-        Identity {
-            id: person.into(),
-            name: format!("Name of {person}"),
-            list: "wanted".into(),
-            severity: "high".into(),
-        },
-        MatchScores {
-            distance: 0.42,
-            similarity: 0.91,
-            margin: None,
-        },
-        FaceBox {
-            x: 10.0,
-            y: 20.0,
-            width: 96.0,
-            height: 110.0,
-        },
-        FrameInfo {
-            seq: 7,
-            time_unix_ms: 1_795_824_000_000,
-            width: 1280,
-            height: 720,
-        },
-    )
-}
+use crate::journal_store::{alert, failing_opener};
 
 #[test]
 fn a_repair_after_a_failed_write_is_reported_and_counted() {
@@ -48,7 +20,7 @@ fn a_repair_after_a_failed_write_is_reported_and_counted() {
     let broken = Arc::new(AtomicBool::new(false));
     // While `broken` is set, a write lands a third of its bytes then fails (EIO), and cutting it
     // back fails too: the torn bytes stay in the file until the journal reopens and repairs it.
-    let opener = crate::journal_store::failing_opener(Arc::clone(&broken), 5, true);
+    let opener = failing_opener(Arc::clone(&broken), 5, true);
     let (journal, at_open) = Journal::open_with(&dir, JournalConfig::default(), opener).unwrap();
     assert!(at_open.is_none());
     let reports = Arc::new(Mutex::new(Vec::<String>::new()));

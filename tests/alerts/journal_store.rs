@@ -20,7 +20,7 @@ use lanewatch::passage::episode::{Episode, EpisodeShot, MatchedEntry, Outcome as
 
 use crate::common::temp_dir;
 
-fn alert(person: &str) -> Alert {
+pub(crate) fn alert(person: &str) -> Alert {
     Alert::new(
         "v4l2:/dev/video0",
         Identity {

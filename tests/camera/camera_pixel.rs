@@ -1,13 +1,13 @@
 //! Pixel conversion against a straightforward float BT.601 reference, and JPEG decoding against
 //! the `image` crate, on synthetic frames and on LFW photos.
 
-use image::{ImageEncoder, RgbImage};
+use image::RgbImage;
 use lanewatch::camera::pixel::{
     self, JpegDecoder, PixelError, YuvRange, luma_to_rgb, nv12_to_rgb, reference, yuyv_to_rgb,
 };
 use proptest::prelude::*;
 
-use crate::common::LFW_IMAGES as LFW;
+use crate::common::{LFW_IMAGES as LFW, encode_jpeg};
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -233,19 +233,6 @@ fn bad_buffers_and_sizes_are_errors_not_panics() {
     // A stride shorter than a row is refused rather than read out of bounds.
     assert!(yuyv_to_rgb(&big, 64, 48, 10, YuvRange::Limited, &mut out).is_err());
     assert!(luma_to_rgb(&short, 64, 48, &mut out).is_err());
-}
-
-fn encode_jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
-    out
 }
 
 fn gradient(w: u32, h: u32) -> RgbImage {

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use image::{ImageEncoder, RgbImage};
+use image::RgbImage;
 use lanewatch::camera::mjpeg::{MjpegFileSource, Scan, scan};
 use lanewatch::camera::{CaptureConfig, Frame, FrameSource, SourceError, SourceSpec};
 use proptest::prelude::*;
@@ -19,16 +19,7 @@ fn solid(w: u32, h: u32, rgb: [u8; 3]) -> RgbImage {
 }
 
 fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
-    out
+    crate::common::encode_jpeg(img, 90)
 }
 
 fn mean(frame: &Frame) -> [f64; 3] {

@@ -26,6 +26,21 @@ pub fn lfw_dir() -> PathBuf {
     PathBuf::from(LFW)
 }
 
+/// `img` as a baseline JPEG at `quality` (1-100), the way a camera or a photo folder delivers it.
+pub fn encode_jpeg(img: &image::RgbImage, quality: u8) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    out
+}
+
 /// A fresh, empty scratch directory named after `tag`, unique in this process and across
 /// processes: tests of several modules share one test binary and run at once.
 pub fn temp_dir(tag: &str) -> PathBuf {
