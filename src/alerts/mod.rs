@@ -177,6 +177,10 @@ pub struct PassageInfo {
     pub best_single_distance: Option<f32>,
     /// Quality score of the best shot, in [0, 1].
     pub best_shot_quality: f32,
+    /// Decided by the passage's last look, when its track ended: the passer has already left the
+    /// camera's view.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_track_end: bool,
 }
 
 impl Alert {

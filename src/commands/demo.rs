@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::alerts::Alert;
 use crate::fsio::TempDir;
 use crate::passage::episode::{Episode, Outcome};
 use crate::pipeline::{FrameReport, RunOptions, Verdict, lane_from_config, run};
@@ -67,25 +68,32 @@ fn describe(report: &FrameReport<'_>) {
             "frame {seq:>3}: track {track:>3}, face {size:>3.0} px, quality {quality}, {embedded}: {what}"
         );
     }
-    for a in report.alerts {
-        let passage = a.passage.as_ref().map_or(String::new(), |p| {
-            format!(
-                " (passage {}: {} face(s), combined distance {:.3}, best single {})",
-                p.track,
-                p.faces_used,
-                p.combined_distance,
-                p.best_single_distance
-                    .map_or("-".to_string(), |d| format!("{d:.3}"))
-            )
-        });
-        println!(
-            "           ALERT {} [{} / {}] id {}{passage}",
-            a.identity.name, a.identity.list, a.identity.severity, a.id
-        );
-    }
+    report.alerts.iter().for_each(print_alert);
     for e in report.ended {
         print_episode(e);
     }
+}
+
+fn print_alert(a: &Alert) {
+    let passage = a.passage.as_ref().map_or(String::new(), |p| {
+        format!(
+            " (passage {}: {} face(s), combined distance {:.3}, best single {})",
+            p.track,
+            p.faces_used,
+            p.combined_distance,
+            p.best_single_distance
+                .map_or("-".to_string(), |d| format!("{d:.3}"))
+        )
+    });
+    let late = a
+        .passage
+        .as_ref()
+        .filter(|p| p.at_track_end)
+        .map_or("", |_| " [at the track's end]");
+    println!(
+        "           ALERT {} [{} / {}] id {}{passage}{late}",
+        a.identity.name, a.identity.list, a.identity.severity, a.id
+    );
 }
 
 /// One line per closed passage: who passed, when, how sure.
@@ -139,6 +147,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     println!("lanewatch demo: playing {}", config.source.uri);
     let rig = lane_from_config(&config)?;
     let summary = run(rig, RunOptions::default(), describe)?;
+    summary.alerts_at_stop.iter().for_each(print_alert);
     for e in &summary.closed_at_stop {
         print_episode(e);
     }

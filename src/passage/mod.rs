@@ -11,9 +11,19 @@
 //! Two decision modes, named by the watchlist (its threshold was calibrated for one of them):
 //! - [`DecisionMode::Passage`]: the quality-weighted mean of the track's good faces is searched,
 //!   first when `min_faces` good faces were seen (or `max_wait_frames` passed with at least one),
-//!   then after each new good face, until it matches;
+//!   again each time the good faces behind it have grown by `relook_growth` (3, 6, 12, ... faces),
+//!   and a last time when the track ends with faces not yet searched, until it matches;
 //! - [`DecisionMode::Frame`]: every good face is searched on its own (the old behaviour), still
 //!   with one alert per passage.
+//!
+//! Why the looks are spaced out: every search of a stranger is another chance of a false alert,
+//! while a listed person's evidence grows with every face. Searching after each new face spends
+//! the false-alert budget on near-identical looks (a 12-face track searched 10 times); doubling
+//! the evidence between looks keeps them to a handful however long the track (4 looks at 24
+//! faces, 5 at 48), and the look at the end, on everything the track saw, is the best-informed of
+//! all. On full LFW (`trainer eval lane`, models/README.md) this missed fewer listed passers at
+//! the same per-passer false-alert rate than searching after every face. An alert from the last
+//! look comes when the track ends (`max_gap_frames` after the face was last seen) and says so.
 //!
 //! Compute: a tracked face is embedded only when its quality improved on the best embedded one by
 //! `reembed_gain`, or every `embed_every` frames, up to `max_embeddings_per_track`; faces whose
@@ -58,6 +68,12 @@ pub struct PassageConfig {
     pub min_faces: u32,
     /// ... unless it has waited this many frames since it was born with at least one good face.
     pub max_wait_frames: u32,
+    /// Search the fused description again when its good faces have grown by this factor since the
+    /// last search (2: after 3, 6, 12, ... faces; 1: after every new face).
+    pub relook_growth: f32,
+    /// Search once more when a track ends, unmatched, with good faces not searched yet (the alert
+    /// then comes after the passer left the camera's view).
+    pub look_at_track_end: bool,
     /// Embed a tracked face when its quality beats the best embedded one of its track by this ...
     pub reembed_gain: f32,
     /// ... or when this many frames passed since the track's last embedding ...
@@ -83,6 +99,8 @@ impl Default for PassageConfig {
             min_quality: 0.3,
             min_faces: 3,
             max_wait_frames: 8,
+            relook_growth: 2.0,
+            look_at_track_end: true,
             reembed_gain: 0.05,
             embed_every: 2,
             max_embeddings_per_track: 12,
@@ -111,6 +129,10 @@ impl PassageConfig {
             "passage.min_quality must be in [0, 1]"
         );
         anyhow::ensure!(self.min_faces >= 1, "passage.min_faces must be at least 1");
+        anyhow::ensure!(
+            self.relook_growth.is_finite() && (1.0..=100.0).contains(&self.relook_growth),
+            "passage.relook_growth must be in [1, 100]"
+        );
         anyhow::ensure!(
             self.max_embeddings_per_track >= 1,
             "passage.max_embeddings_per_track must be at least 1"
@@ -178,6 +200,8 @@ pub struct PassageMatch {
     pub faces_used: u32,
     pub best_shot: BestShot,
     pub mode: DecisionMode,
+    /// Decided by the last look, when the track ended (the passer has left the view).
+    pub at_track_end: bool,
 }
 
 /// Everything one frame produced.
@@ -293,6 +317,8 @@ pub struct Passages {
     keep_crops: bool,
     /// The embedder's metric, for fused descriptors made while no list is active.
     metric: Metric,
+    /// The decision mode of the last frame: how tracks that end are given their last look.
+    mode: DecisionMode,
 }
 
 /// Which faces of a frame to embed, decided before embedding.
@@ -312,6 +338,7 @@ impl Passages {
             record_points: false,
             keep_crops,
             metric,
+            mode: DecisionMode::Passage,
         }
     }
 
@@ -339,8 +366,13 @@ impl Passages {
     /// Step 1, before embedding: which track each detected face would continue.
     pub fn plan(&self, frame_seq: u64, faces: &[Face], mode: DecisionMode) -> EmbedPlan {
         let boxes: Vec<[f32; 4]> = faces.iter().map(|f| f.bbox).collect();
+        self.plan_boxes(frame_seq, &boxes, mode)
+    }
+
+    /// [`Passages::plan`] from the detector boxes alone.
+    pub fn plan_boxes(&self, frame_seq: u64, boxes: &[[f32; 4]], mode: DecisionMode) -> EmbedPlan {
         EmbedPlan {
-            proposals: self.tracker.propose(frame_seq, &boxes),
+            proposals: self.tracker.propose(frame_seq, boxes),
             mode,
         }
     }
@@ -388,6 +420,7 @@ impl Passages {
         mode: DecisionMode,
     ) -> Result<FrameOutcome, MatchError> {
         let mut out = FrameOutcome::default();
+        self.mode = mode;
         let tracker_obs: Vec<Observation<'_>> = observations
             .iter()
             .map(|o| Observation {
@@ -398,7 +431,7 @@ impl Passages {
         let started = Instant::now();
         let ids = self.tracker.update(frame_seq, &tracker_obs);
         out.track_time = started.elapsed();
-        self.close_ended(&mut out, list);
+        self.close_ended(&mut out, list)?;
         let list_sequence = list.map_or(0, LoadedWatchlist::sequence);
         for (obs, id) in observations.iter().zip(ids) {
             let quality = obs.quality.as_ref().map(|q| self.config.quality.score(q));
@@ -465,32 +498,10 @@ impl Passages {
                 _ => {}
             }
             if mode == DecisionMode::Passage {
-                searched |= self.search_fused(at, frame_seq, list, &mut out)?;
+                searched |= self.search_fused(at, frame_seq, list, false, &mut out)?;
             }
-            let track = &mut self.tracks[at];
-            if track.matched.is_none()
-                && let Some(scores) = track.last_search.clone()
-                && searched
-                && list.is_some_and(|l| l.body().thresholds.accepts_scores(&scores))
-            {
-                track.matched = Some(scores.clone());
-                new_match = true;
-                self.stats.passages_matched += 1;
-                out.matches.push(PassageMatch {
-                    track: track.id,
-                    scores,
-                    best_single: track.best_single.clone(),
-                    faces_used: if mode == DecisionMode::Passage {
-                        track.fusion.faces()
-                    } else {
-                        1
-                    },
-                    best_shot: track
-                        .best_shot
-                        .clone()
-                        .expect("a searched track has an aligned face"),
-                    mode,
-                });
+            if searched {
+                new_match = self.accept(at, list, mode, false, &mut out);
             }
             let track = &self.tracks[at];
             out.faces.push(FaceOutcome {
@@ -503,12 +514,53 @@ impl Passages {
         Ok(out)
     }
 
-    /// Ends every live track (end of stream, shutdown) and returns their episodes.
-    pub fn finish(&mut self, list: Option<&LoadedWatchlist>) -> Vec<Episode> {
+    /// Ends every live track (end of stream, shutdown): their last looks (`matches`, alerts to
+    /// raise) and their episodes (`ended`).
+    pub fn finish(&mut self, list: Option<&LoadedWatchlist>) -> Result<FrameOutcome, MatchError> {
         self.tracker.finish();
         let mut out = FrameOutcome::default();
-        self.close_ended(&mut out, list);
-        out.ended
+        self.close_ended(&mut out, list)?;
+        Ok(out)
+    }
+
+    /// Turns the track's last search into its passage's match when the list's rule accepts it.
+    /// Returns whether it matched now.
+    fn accept(
+        &mut self,
+        at: usize,
+        list: Option<&LoadedWatchlist>,
+        mode: DecisionMode,
+        at_track_end: bool,
+        out: &mut FrameOutcome,
+    ) -> bool {
+        let track = &mut self.tracks[at];
+        let Some(scores) = track.last_search.clone() else {
+            return false;
+        };
+        if track.matched.is_some()
+            || !list.is_some_and(|l| l.body().thresholds.accepts_scores(&scores))
+        {
+            return false;
+        }
+        let Some(best_shot) = track.best_shot.clone() else {
+            return false;
+        };
+        track.matched = Some(scores.clone());
+        self.stats.passages_matched += 1;
+        out.matches.push(PassageMatch {
+            track: track.id,
+            scores,
+            best_single: track.best_single.clone(),
+            faces_used: if mode == DecisionMode::Passage {
+                track.fusion.faces()
+            } else {
+                1
+            },
+            best_shot,
+            mode,
+            at_track_end,
+        });
+        true
     }
 
     /// Searches one good face: a decision of its own in frame mode, the record's best single
@@ -556,24 +608,32 @@ impl Passages {
         Ok(decision)
     }
 
-    /// Searches the fused description when the evidence suffices and it changed.
+    /// Searches the fused description when a look is due: the evidence first suffices, it has
+    /// grown by `relook_growth` since the last look, or (`last_look`) the track ends with faces
+    /// not searched yet.
     fn search_fused(
         &mut self,
         at: usize,
         frame_seq: u64,
         list: Option<&LoadedWatchlist>,
+        last_look: bool,
         out: &mut FrameOutcome,
     ) -> Result<bool, MatchError> {
         let config = &self.config;
         let track = &mut self.tracks[at];
-        if track.matched.is_some() || track.good_faces == 0 {
+        if track.matched.is_some() || track.fusion.is_empty() {
             return Ok(false);
         }
-        let waited = frame_seq.saturating_sub(track.first_seq) >= config.max_wait_frames as u64;
-        let enough = track.good_faces >= config.min_faces || waited;
-        // Search when the evidence first suffices, and again after each new good face.
-        let changed = track.fusion.faces() != track.searched_faces;
-        if !enough || (track.decided && !changed) {
+        let faces = track.fusion.faces();
+        let due = if last_look {
+            faces > track.searched_faces
+        } else if track.decided {
+            faces >= next_look(track.searched_faces, config.relook_growth)
+        } else {
+            let waited = frame_seq.saturating_sub(track.first_seq) >= config.max_wait_frames as u64;
+            track.good_faces >= config.min_faces || waited
+        };
+        if !due {
             return Ok(false);
         }
         let metric = list.map_or(self.metric, |l| l.index.metric());
@@ -603,11 +663,22 @@ impl Passages {
         Ok(true)
     }
 
-    fn close_ended(&mut self, out: &mut FrameOutcome, list: Option<&LoadedWatchlist>) {
+    /// Closes the tracks the tracker ended: their last look (passage mode), then their episode.
+    fn close_ended(
+        &mut self,
+        out: &mut FrameOutcome,
+        list: Option<&LoadedWatchlist>,
+    ) -> Result<(), MatchError> {
         for ended in self.tracker.take_ended() {
             let Some(at) = self.tracks.iter().position(|t| t.id == ended.id) else {
                 continue;
             };
+            if self.mode == DecisionMode::Passage && self.config.look_at_track_end {
+                let seq = self.tracks[at].last_seq;
+                if self.search_fused(at, seq, list, true, out)? {
+                    self.accept(at, list, DecisionMode::Passage, true, out);
+                }
+            }
             let track = self.tracks.swap_remove(at);
             self.stats.episodes_closed += 1;
             out.ended.push(Episode::close(
@@ -617,7 +688,20 @@ impl Passages {
                 self.config.record_unlisted_best_shot,
             ));
         }
+        Ok(())
     }
+}
+
+/// The good faces the fused description needs for its next look after one on `looked` faces.
+fn next_look(looked: u32, growth: f32) -> u32 {
+    let grown = (looked as f32 * growth).ceil();
+    // Saturating: a growth past u32 means no further look but the last one.
+    (if grown >= u32::MAX as f32 {
+        u32::MAX
+    } else {
+        grown as u32
+    })
+    .max(looked.saturating_add(1))
 }
 
 impl Scores {
@@ -638,3 +722,6 @@ impl Scores {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,6 +59,7 @@ pub fn alert_for_passage(
         combined_distance: m.scores.distance,
         best_single_distance: m.best_single.as_ref().map(|b| b.distance),
         best_shot_quality: shot.quality,
+        at_track_end: m.at_track_end,
     });
     if include_crop
         && let Some(crop) = &shot.crop

@@ -13,7 +13,7 @@ use crate::alerts::Alert;
 use crate::alerts::dispatch::{Dispatcher, Outcome};
 use crate::camera::Frame;
 use crate::passage::episode::Episode;
-use crate::passage::{PassageConfig, PassageStats, Passages};
+use crate::passage::{PassageConfig, PassageMatch, PassageStats, Passages};
 use crate::vision::faces::{FaceAnalyzer, FaceObservation};
 use crate::watchlist::LoadedWatchlist;
 use crate::watchlist::format::{DecisionMode, Views};
@@ -171,14 +171,25 @@ impl Lane {
         }
     }
 
-    /// Ends every live passage (end of the run) and journals their closing records.
-    pub fn finish(&mut self) -> Vec<Episode> {
+    /// Ends every live passage (end of the run): raises the alerts of their last looks and
+    /// journals their closing records. Returns the alerts raised and the records.
+    pub fn finish(&mut self) -> (Vec<Alert>, Vec<Episode>) {
         let list = self.watchlist.current();
-        let ended = self.passages.finish(list.as_deref());
-        for e in &ended {
+        self.alerts.clear();
+        let outcome = match self.passages.finish(list.as_deref()) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Only reachable with a list whose dimension disagrees with the fused
+                // descriptors; the frames' own errors were reported already.
+                eprintln!("lanewatch: the last looks at the end of the run failed: {e}");
+                return (Vec::new(), Vec::new());
+            }
+        };
+        self.raise(&outcome.matches, list.as_deref());
+        for e in &outcome.ended {
             self.dispatcher.record_episode(e);
         }
-        ended
+        (std::mem::take(&mut self.alerts), outcome.ended)
     }
 
     fn analyse(&mut self, frame: &Frame) -> anyhow::Result<()> {
@@ -251,9 +262,19 @@ impl Lane {
             }
             self.decisions.push(decision);
         }
-        for m in &outcome.matches {
+        self.raise(&outcome.matches, list.as_deref());
+        for episode in outcome.ended {
+            self.dispatcher.record_episode(&episode);
+            self.ended.push(episode);
+        }
+        Ok(())
+    }
+
+    /// Turns passages that matched into alerts (held back by the per-identity cool-down).
+    fn raise(&mut self, matches: &[PassageMatch], list: Option<&LoadedWatchlist>) {
+        for m in matches {
             self.stats.matches += 1;
-            let Some(list) = list.as_deref() else {
+            let Some(list) = list else {
                 continue;
             };
             let now = Instant::now();
@@ -279,10 +300,5 @@ impl Lane {
                 Outcome::Suppressed { .. } => self.stats.alerts_suppressed += 1,
             }
         }
-        for episode in outcome.ended {
-            self.dispatcher.record_episode(&episode);
-            self.ended.push(episode);
-        }
-        Ok(())
     }
 }

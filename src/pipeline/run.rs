@@ -13,6 +13,7 @@ use super::lane::{FrameReport, Lane, LaneStats};
 use super::latency::{Stage, Summary};
 use super::memory::{Resident, resident};
 use super::watch::{WatchStats, Watcher};
+use crate::alerts::Alert;
 use crate::camera::FrameSource;
 use crate::passage::episode::Episode;
 use crate::queue::{DropOldest, Pop, QueueStats};
@@ -54,8 +55,10 @@ pub struct RunSummary {
     pub ended: String,
     pub latency_ms: Vec<(String, Summary)>,
     pub resident: Option<Resident>,
-    /// Passages still open when the run stopped, closed then (earlier ones reached `on_frame`).
+    /// Passages still open when the run stopped, closed then (earlier ones reached `on_frame`),
+    /// and the alerts their last looks raised.
     pub closed_at_stop: Vec<Episode>,
+    pub alerts_at_stop: Vec<Alert>,
 }
 
 impl RunSummary {
@@ -123,6 +126,7 @@ fn summarise(
             .collect(),
         resident: resident(),
         closed_at_stop: Vec::new(),
+        alerts_at_stop: Vec::new(),
     }
 }
 
@@ -220,10 +224,11 @@ pub fn run(
         Ok(CaptureEnd::Failed(why)) => format!("source failed: {why}"),
         Err(_) => "capture thread panicked".to_string(),
     };
-    let closed_at_stop = lane.finish();
+    let (alerts_at_stop, closed_at_stop) = lane.finish();
     lane.dispatcher_mut().retry_journal();
     Ok(RunSummary {
         closed_at_stop,
+        alerts_at_stop,
         ..summarise(
             &lane,
             &counters.snapshot(),

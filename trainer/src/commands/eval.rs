@@ -36,6 +36,6 @@ pub fn execute(protocol: Protocol) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Protocol::Lane(args) => crate::eval::lane::execute(&args),
+        Protocol::Lane(args) => crate::eval::lane::execute(&args).map(|_| ()),
     }
 }

@@ -36,7 +36,7 @@ struct Stored {
 }
 
 /// sha256 over the model files' contents, the detector settings and the descriptor views.
-fn pipeline_key(
+pub(crate) fn pipeline_key(
     models: &FaceModels,
     config: &DetectorConfig,
     augmentation: Augmentation,

@@ -7,5 +7,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod lane;
 mod lfw_fold1;
 mod quantize;

@@ -18,6 +18,7 @@
 //! (threshold chosen on half the people, measured on the other half, both ways) shows whether the
 //! promise holds for people the threshold was not tuned on.
 
+pub mod seen;
 pub mod synth;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use image::RgbImage;
 use lanewatch::config::Config;
 use lanewatch::fsio::write_atomically;
 use lanewatch::matcher::Index;
@@ -32,11 +34,14 @@ use lanewatch::passage::{PassageConfig, Passages};
 use lanewatch::vision::contract::Metric;
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::embed::Embedder;
-use lanewatch::vision::faces::{Augmentation, FaceAnalyzer, FaceModels, read_rgb};
+use lanewatch::vision::faces::{
+    Augmentation, FaceAnalyzer, FaceModels, FaceObservation, FaceView, read_rgb,
+};
 use lanewatch::watchlist::format::{DecisionMode, Views};
 use lanewatch::watchlist::threshold_table::{RateUnit, ThresholdRow, ThresholdTable};
 use sha2::{Digest, Sha256};
 
+use self::seen::{ClipSettings, SeenCache, SeenClip, SeenFace, SeenFrame};
 use self::synth::{ClipFrame, SourcePhoto, walk_through};
 use super::cache::EmbeddingCache;
 use super::det;
@@ -101,10 +106,43 @@ pub struct LaneArgs {
     /// default: the built-in defaults.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Also embed every aligned face of the passers' own tracks and print how each quality factor
-    /// relates to the distance to the passer's enrolled descriptor (to set the quality model).
+    /// Also print how each quality factor of the passers' own aligned faces relates to the
+    /// distance to the passer's enrolled descriptor (to set the quality model).
     #[arg(long)]
     pub quality_report: bool,
+    /// Keep what the lane saw of each clip (faces, quality, descriptors) in this file, so that
+    /// runs with other `[passage]` settings replay the decisions without detecting again. Keyed
+    /// by the models, `[detect]` settings, clip settings and views.
+    #[arg(long, value_name = "FILE")]
+    pub faces_cache: Option<PathBuf>,
+}
+
+impl LaneArgs {
+    /// The command's defaults (as `trainer eval lane --images .. --model .. --models-dir ..`).
+    pub fn new(images: PathBuf, model: PathBuf, models_dir: PathBuf) -> LaneArgs {
+        LaneArgs {
+            images,
+            model,
+            models_dir,
+            watchlist_sizes: vec![100, 1000],
+            fpir: vec![0.01, 0.001],
+            frames: 12,
+            min_photos: 3,
+            clip_photos: 3,
+            draws: 10,
+            seed: 1,
+            mirror: false,
+            max_passers: None,
+            threads: 2,
+            json: false,
+            plot: None,
+            thresholds_out: None,
+            cache: None,
+            config: None,
+            quality_report: false,
+            faces_cache: None,
+        }
+    }
 }
 
 /// One search of a passage: what the list is searched with.
@@ -132,6 +170,8 @@ struct Passer {
 
 /// A person: their images (sorted) and the enrolled one.
 struct Person {
+    /// Folder name.
+    name: String,
     images: Vec<PathBuf>,
     enrolled: Option<(usize, Vec<f32>)>,
 }
@@ -179,7 +219,8 @@ pub struct LaneReport {
     pub sizes: Vec<SizeReport>,
 }
 
-pub fn execute(args: &LaneArgs) -> anyhow::Result<()> {
+/// Runs the evaluation, prints its report, and writes the plot and threshold rows asked for.
+pub fn execute(args: &LaneArgs) -> anyhow::Result<LaneReport> {
     let config = match &args.config {
         Some(f) => Config::read(f)?,
         None => Config::default(),
@@ -189,7 +230,14 @@ pub fn execute(args: &LaneArgs) -> anyhow::Result<()> {
     let views = Views::with_mirror(args.mirror);
     let metric = Embedder::load(&models.embedder)?.spec().metric;
     let people = enrol(args, &models, views.augmentation())?;
-    let passers = play_passers(args, &models, &config, &people, views.augmentation())?;
+    let passers = play_passers(
+        args,
+        &models,
+        &config,
+        &people,
+        views.augmentation(),
+        metric,
+    )?;
     let report = score(args, &people, &passers, metric)?;
     print(args, &report, &passers);
     if let Some(plot) = &args.plot {
@@ -226,7 +274,7 @@ pub fn execute(args: &LaneArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.thresholds_out {
         write_rows(args, &report, views, out)?;
     }
-    Ok(())
+    Ok(report)
 }
 
 /// Groups the images by person and enrols each with their first image in which a face is found.
@@ -253,8 +301,9 @@ fn enrol(
         None => EmbeddingCache::in_memory(),
     };
     let mut people: Vec<Person> = by_person
-        .into_values()
-        .map(|images| Person {
+        .into_iter()
+        .map(|(name, images)| Person {
+            name,
             images,
             enrolled: None,
         })
@@ -297,12 +346,15 @@ struct Worker {
     lane: FaceAnalyzer,
 }
 
+/// Plays every passer's clip through the lane: what it sees (from `--faces-cache` when it has it),
+/// then both decision modes on that.
 fn play_passers(
     args: &LaneArgs,
     models: &FaceModels,
     config: &Config,
     people: &[Person],
     augmentation: Augmentation,
+    metric: Metric,
 ) -> anyhow::Result<Vec<Passer>> {
     let mut candidates: Vec<usize> = (0..people.len())
         .filter(|&i| {
@@ -327,9 +379,29 @@ fn play_passers(
         min_face: config.detect.min_face_px as f32,
         ..DetectorConfig::default()
     };
-    let total = candidates.len();
-    pool::map_with(
-        &candidates,
+    let mut cache = match &args.faces_cache {
+        Some(file) => SeenCache::open(
+            file,
+            models,
+            &detector,
+            augmentation,
+            &ClipSettings {
+                detect: &config.detect,
+                frames: args.frames,
+                clip_photos: args.clip_photos,
+                seed: args.seed,
+            },
+        )?,
+        None => SeenCache::in_memory(),
+    };
+    let todo: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&p| cache.get(&people[p].name).is_none())
+        .collect();
+    let total = todo.len();
+    let seen = pool::map_with(
+        &todo,
         args.threads,
         || {
             let mut photos = FaceAnalyzer::open(models, 250, 250, DetectorConfig::default())?;
@@ -339,23 +411,37 @@ fn play_passers(
             lane.set_augmentation(augmentation);
             Ok(Worker { photos, lane })
         },
-        |w, _, &person| play_one(args, config, w, people, person),
+        |w, _, &person| see_one(args, config, w, &people[person], person),
         |n| {
             if n % 100 == 0 {
-                eprintln!("trainer eval lane: {n}/{total} passers");
+                eprintln!("trainer eval lane: {n}/{total} clips played");
             }
         },
-    )
+    )?;
+    for (&person, clip) in todo.iter().zip(seen) {
+        cache.insert(people[person].name.clone(), clip);
+    }
+    cache.save()?;
+    candidates
+        .iter()
+        .map(|&person| {
+            let p = &people[person];
+            let clip = cache.get(&p.name).expect("every candidate was seen");
+            let enrolled = p.enrolled.as_ref().map(|(_, e)| e.as_slice());
+            decide_one(args, config, metric, clip, person, enrolled)
+        })
+        .collect()
 }
 
-fn play_one(
+/// What the lane sees of one passer's clip: detection, alignment, quality, and a descriptor for
+/// every aligned face.
+fn see_one(
     args: &LaneArgs,
     config: &Config,
     w: &mut Worker,
-    people: &[Person],
+    p: &Person,
     person: usize,
-) -> anyhow::Result<Passer> {
-    let p = &people[person];
+) -> anyhow::Result<SeenClip> {
     let enrolled_at = p.enrolled.as_ref().map_or(usize::MAX, |(k, _)| *k);
     let mut photos = Vec::new();
     for (k, path) in p.images.iter().enumerate() {
@@ -370,18 +456,41 @@ fn play_one(
             photos.push(SourcePhoto { image, face });
         }
     }
+    if photos.is_empty() {
+        return Ok(SeenClip::default());
+    }
+    let seed = args.seed ^ (person as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let clip = walk_through(&photos, args.frames, seed);
+    let min_match = config.detect.min_match_face_px as f32;
+    let mut frames = Vec::with_capacity(clip.len());
+    for frame in &clip {
+        let faces = w.lane.detect(&frame.image)?;
+        let own_face = own_face_index(frame, faces.iter().map(|f| f.bbox));
+        let obs = w
+            .lane
+            .observe_faces(&frame.image, &faces, min_match, |_| true)?;
+        frames.push(SeenFrame {
+            faces: obs.iter().map(SeenFace::of).collect(),
+            own_face,
+        });
+    }
+    Ok(SeenClip { frames })
+}
+
+/// Both decision modes on what the lane saw of one passer, as `lanewatch run` decides: each
+/// mode's engine plans, embeds only the faces it asks for, tracks and decides.
+fn decide_one(
+    args: &LaneArgs,
+    config: &Config,
+    metric: Metric,
+    clip: &SeenClip,
+    person: usize,
+    enrolled: Option<&[f32]>,
+) -> anyhow::Result<Passer> {
     let mut passer = Passer {
         person,
         ..Passer::default()
     };
-    if photos.is_empty() {
-        return Ok(passer);
-    }
-    let seed = args.seed ^ (person as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let clip = walk_through(&photos, args.frames, seed);
-    let enrolled = p.enrolled.as_ref().map(|(_, e)| e.as_slice());
-    let min_match = config.detect.min_match_face_px as f32;
-    let metric = w.lane.embedder().spec().metric;
     let mut engines = [
         (DecisionMode::Frame, engine(&config.passage, metric)),
         (DecisionMode::Passage, engine(&config.passage, metric)),
@@ -389,26 +498,37 @@ fn play_one(
     let mut own: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
     let mut points: [Vec<(u64, Point)>; 2] = [Vec::new(), Vec::new()];
     let mut embeddings = [0usize; 2];
+    // Best shots keep no crop here: only the frame's size is read.
+    let blank = RgbImage::new(synth::FRAME_W, synth::FRAME_H);
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    for (i, frame) in clip.iter().enumerate() {
+    for (i, frame) in clip.frames.iter().enumerate() {
         let seq = i as u64 + 1;
         let time = t0 + Duration::from_millis(100 * seq);
-        let faces = w.lane.detect(&frame.image)?;
-        let own_face = own_face_index(frame, faces.iter().map(|f| f.bbox));
-        if own_face.is_some() {
+        if frame.own_face.is_some() {
             passer.frames_found += 1;
         }
+        let boxes: Vec<[f32; 4]> = frame.faces.iter().map(|f| f.bbox).collect();
         for (m, (mode, engine)) in engines.iter_mut().enumerate() {
-            let plan = engine.plan(seq, &faces, *mode);
-            let eng = &*engine;
-            // The analyser's counts add up over a frame's observe calls: take this engine's share.
-            let before = w.lane.last_times().embedded;
-            let obs = w.lane.observe_faces(&frame.image, &faces, min_match, |v| {
-                eng.wants_embedding(&plan, v, seq)
-            })?;
-            embeddings[m] += w.lane.last_times().embedded - before;
-            let outcome = engine.update(seq, time, &frame.image, &obs, None, *mode)?;
-            if let Some(track) = own_face.and_then(|i| outcome.faces[i].track)
+            let plan = engine.plan_boxes(seq, &boxes, *mode);
+            let obs: Vec<FaceObservation> = frame
+                .faces
+                .iter()
+                .enumerate()
+                .map(|(index, f)| {
+                    let wanted = f.quality.as_ref().is_some_and(|quality| {
+                        let view = FaceView {
+                            index,
+                            bbox: f.bbox,
+                            quality,
+                        };
+                        engine.wants_embedding(&plan, &view, seq)
+                    });
+                    f.observation(wanted)
+                })
+                .collect();
+            embeddings[m] += obs.iter().filter(|o| o.embedding.is_some()).count();
+            let outcome = engine.update(seq, time, &blank, &obs, None, *mode)?;
+            if let Some(track) = frame.own_face.and_then(|i| outcome.faces[i].track)
                 && !own[m].contains(&track)
             {
                 own[m].push(track);
@@ -423,19 +543,31 @@ fn play_one(
             }));
         }
         if args.quality_report
-            && let (Some(i), Some(enrolled)) = (own_face, enrolled)
+            && let (Some(own_face), Some(enrolled)) = (frame.own_face, enrolled)
+            && let Some(SeenFace {
+                quality: Some(q),
+                embedding: Some(e),
+                ..
+            }) = frame.faces.get(own_face)
         {
-            let obs = w
-                .lane
-                .observe_faces(&frame.image, &faces[i..=i], min_match, |_| true)?;
-            if let (Some(q), Some(e)) = (&obs[0].quality, &obs[0].embedding) {
-                let model = &config.passage.quality;
-                let d = lanewatch::vision::embed::distance(metric, e, enrolled);
-                passer
-                    .quality_samples
-                    .push((model.components(q), model.score(q), d));
-            }
+            let model = &config.passage.quality;
+            let d = lanewatch::vision::embed::distance(metric, e, enrolled);
+            passer
+                .quality_samples
+                .push((model.components(q), model.score(q), d));
         }
+    }
+    // The clip is over: tracks end, and passage tracks take their last look.
+    for (m, (_, engine)) in engines.iter_mut().enumerate() {
+        let outcome = engine.finish(None)?;
+        points[m].extend(outcome.decision_points.into_iter().map(|d| {
+            (
+                d.track,
+                Point {
+                    descriptor: d.descriptor,
+                },
+            )
+        }));
     }
     let keep = |m: usize, pts: &mut Vec<(u64, Point)>| -> Vec<Point> {
         pts.drain(..)
