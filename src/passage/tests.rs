@@ -105,31 +105,16 @@ fn play(
         looks.extend(out.decision_points.iter().map(|d| d.faces));
         matches.extend(out.matches.iter().map(|m| (seq, m.at_track_end)));
     };
-    for d in descriptors {
+    // Frames with the one face, then empty frames.
+    let frames = descriptors
+        .iter()
+        .map(|d| vec![face(d)])
+        .chain((0..blank).map(|_| Vec::new()));
+    for faces in frames {
         seq += 1;
+        let time = t0 + Duration::from_millis(seq * 100);
         let out = e
-            .update(
-                seq,
-                t0 + Duration::from_millis(seq * 100),
-                &frame,
-                &[face(d)],
-                list,
-                DecisionMode::Passage,
-            )
-            .unwrap();
-        take(out, seq);
-    }
-    for _ in 0..blank {
-        seq += 1;
-        let out = e
-            .update(
-                seq,
-                t0 + Duration::from_millis(seq * 100),
-                &frame,
-                &[],
-                list,
-                DecisionMode::Passage,
-            )
+            .update(seq, time, &frame, &faces, list, DecisionMode::Passage)
             .unwrap();
         take(out, seq);
     }

@@ -29,10 +29,66 @@ pub struct EmbeddingCache {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
-    format: String,
-    key: String,
     /// (path relative to the images folder, embedding or `null` when no face was found)
     entries: Vec<(String, Option<Vec<f32>>)>,
+}
+
+/// A cache file as written: its format, the key of what made it, and the payload's fields.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Keyed<T> {
+    format: String,
+    key: String,
+    #[serde(flatten)]
+    payload: T,
+}
+
+/// Reads a cache file made by [`write_keyed`] with the same `format` and `key`. A missing file is
+/// `None`; an unreadable-as-JSON, foreign or stale one is reported on stderr (`what` names it)
+/// and is `None` too, to be replaced at the next save, never half-used.
+pub(crate) fn read_keyed<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    format: &str,
+    key: &str,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {what} {}", file.display()));
+        }
+    };
+    match serde_json::from_slice::<Keyed<T>>(&bytes) {
+        Ok(k) if k.format == format && k.key == key => return Ok(Some(k.payload)),
+        Ok(_) => eprintln!(
+            "trainer eval: {} was made with other models or settings; it will be replaced",
+            file.display()
+        ),
+        Err(e) => eprintln!(
+            "trainer eval: {} is not a {what} ({e}); it will be replaced",
+            file.display()
+        ),
+    }
+    Ok(None)
+}
+
+/// Writes `payload` atomically under `format` and `key` (a run killed half-way leaves the
+/// previous file whole).
+pub(crate) fn write_keyed<T: serde::Serialize>(
+    file: &Path,
+    format: &str,
+    key: &str,
+    what: &str,
+    payload: &T,
+) -> anyhow::Result<()> {
+    let keyed = Keyed {
+        format: format.to_string(),
+        key: key.to_string(),
+        payload,
+    };
+    let bytes = serde_json::to_vec(&keyed).expect("plain data serialises");
+    write_atomically(file, &bytes)
+        .with_context(|| format!("cannot write {what} {}", file.display()))
 }
 
 /// sha256 over the model files' contents, the detector settings and the descriptor views.
@@ -87,35 +143,17 @@ impl EmbeddingCache {
             entries: Entries::new(),
             dirty: false,
         };
-        let bytes = match std::fs::read(file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read cache file {}", file.display()));
-            }
-        };
-        match serde_json::from_slice::<Stored>(&bytes) {
-            Ok(s) if s.format == FORMAT && s.key == cache.key => {
-                cache.entries = s
-                    .entries
-                    .into_iter()
-                    .map(|(rel, e)| (root.join(rel), e))
-                    .collect();
-                eprintln!(
-                    "trainer eval: {} embeddings reused from {}",
-                    cache.entries.len(),
-                    file.display()
-                );
-            }
-            Ok(_) => eprintln!(
-                "trainer eval: {} was made with other models or detector settings; it will be replaced",
+        if let Some(s) = read_keyed::<Stored>(file, FORMAT, &cache.key, "embeddings cache")? {
+            cache.entries = s
+                .entries
+                .into_iter()
+                .map(|(rel, e)| (root.join(rel), e))
+                .collect();
+            eprintln!(
+                "trainer eval: {} embeddings reused from {}",
+                cache.entries.len(),
                 file.display()
-            ),
-            Err(e) => eprintln!(
-                "trainer eval: {} is not an embeddings cache ({e}); it will be replaced",
-                file.display()
-            ),
+            );
         }
         Ok(cache)
     }
@@ -158,32 +196,40 @@ impl EmbeddingCache {
             })?;
             entries.push((rel.to_string_lossy().into_owned(), e.clone()));
         }
-        let stored = Stored {
-            format: FORMAT.to_string(),
-            key: self.key.clone(),
-            entries,
-        };
-        let bytes = serde_json::to_vec(&stored).expect("plain data serialises");
-        write_atomically(file, &bytes)
-            .with_context(|| format!("cannot write cache file {}", file.display()))?;
+        write_keyed(
+            file,
+            FORMAT,
+            &self.key,
+            "embeddings cache",
+            &Stored { entries },
+        )?;
         self.dirty = false;
         Ok(())
     }
 }
 
+/// What the caches' tests share: the bundled models and plain views.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use lanewatch::fsio::TempDir;
+pub(crate) mod test_support {
+    use std::path::Path;
 
-    const PLAIN: Augmentation = Augmentation {
+    use lanewatch::vision::faces::{Augmentation, FaceModels};
+
+    pub const PLAIN: Augmentation = Augmentation {
         jitter: 0,
         mirror: false,
     };
 
-    fn models() -> FaceModels {
+    pub fn models() -> FaceModels {
         FaceModels::in_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{PLAIN, models};
+    use super::*;
+    use lanewatch::fsio::TempDir;
 
     #[test]
     fn reused_only_with_the_same_models_and_settings() {

@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use lanewatch::config::DetectConfig;
-use lanewatch::fsio::write_atomically;
 use lanewatch::vision::detect::DetectorConfig;
 use lanewatch::vision::faces::{Augmentation, FaceModels, FaceObservation};
 use lanewatch::vision::landmarks::{NUM_PARTS, Point};
@@ -22,7 +20,7 @@ use lanewatch::vision::quality::QualityInputs;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::super::cache::pipeline_key;
+use super::super::cache::{pipeline_key, read_keyed, write_keyed};
 
 const FORMAT: &str = "lanewatch-eval-lane-faces/1";
 
@@ -80,8 +78,6 @@ pub struct SeenClip {
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
-    format: String,
-    key: String,
     /// Person (folder name) → clip.
     clips: BTreeMap<String, SeenClip>,
 }
@@ -136,31 +132,13 @@ impl SeenCache {
             clips: BTreeMap::new(),
             dirty: false,
         };
-        let bytes = match std::fs::read(file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read faces cache {}", file.display()));
-            }
-        };
-        match serde_json::from_slice::<Stored>(&bytes) {
-            Ok(s) if s.format == FORMAT && s.key == cache.key => {
-                eprintln!(
-                    "trainer eval lane: {} passers' faces reused from {}",
-                    s.clips.len(),
-                    file.display()
-                );
-                cache.clips = s.clips;
-            }
-            Ok(_) => eprintln!(
-                "trainer eval lane: {} was made with other models or clip settings; it will be replaced",
+        if let Some(s) = read_keyed::<Stored>(file, FORMAT, &cache.key, "faces cache")? {
+            eprintln!(
+                "trainer eval lane: {} passers' faces reused from {}",
+                s.clips.len(),
                 file.display()
-            ),
-            Err(e) => eprintln!(
-                "trainer eval lane: {} is not a faces cache ({e}); it will be replaced",
-                file.display()
-            ),
+            );
+            cache.clips = s.clips;
         }
         Ok(cache)
     }
@@ -176,21 +154,15 @@ impl SeenCache {
 
     /// Writes the file when anything was added (no-op in memory).
     pub fn save(&mut self) -> anyhow::Result<()> {
-        let Some(file) = &self.file else {
+        let (Some(file), true) = (&self.file, self.dirty) else {
             return Ok(());
         };
-        if !self.dirty {
-            return Ok(());
-        }
         let stored = Stored {
-            format: FORMAT.to_string(),
-            key: self.key.clone(),
             clips: std::mem::take(&mut self.clips),
         };
-        let bytes = serde_json::to_vec(&stored).expect("plain data serialises");
+        let written = write_keyed(file, FORMAT, &self.key, "faces cache", &stored);
         self.clips = stored.clips;
-        write_atomically(file, &bytes)
-            .with_context(|| format!("cannot write faces cache {}", file.display()))?;
+        written?;
         self.dirty = false;
         Ok(())
     }
@@ -198,18 +170,10 @@ impl SeenCache {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::cache::test_support::{PLAIN, models};
     use super::*;
     use lanewatch::fsio::TempDir;
     use lanewatch::vision::quality::Pose;
-
-    const PLAIN: Augmentation = Augmentation {
-        jitter: 0,
-        mirror: false,
-    };
-
-    fn models() -> FaceModels {
-        FaceModels::in_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
-    }
 
     fn clip() -> SeenClip {
         let aligned = SeenFace {
