@@ -233,6 +233,9 @@ pub struct PassageStats {
     /// Searches of fused descriptors and of single faces.
     pub searches: u64,
     pub passages_matched: u64,
+    /// Last looks that could not search (a list whose dimension disagrees with the descriptors);
+    /// their passages still closed.
+    pub failed_last_looks: u64,
 }
 
 struct TrackState {
@@ -431,7 +434,7 @@ impl Passages {
         let started = Instant::now();
         let ids = self.tracker.update(frame_seq, &tracker_obs);
         out.track_time = started.elapsed();
-        self.close_ended(&mut out, list)?;
+        self.close_ended(&mut out, list);
         let list_sequence = list.map_or(0, LoadedWatchlist::sequence);
         for (obs, id) in observations.iter().zip(ids) {
             let quality = obs.quality.as_ref().map(|q| self.config.quality.score(q));
@@ -516,11 +519,11 @@ impl Passages {
 
     /// Ends every live track (end of stream, shutdown): their last looks (`matches`, alerts to
     /// raise) and their episodes (`ended`).
-    pub fn finish(&mut self, list: Option<&LoadedWatchlist>) -> Result<FrameOutcome, MatchError> {
+    pub fn finish(&mut self, list: Option<&LoadedWatchlist>) -> FrameOutcome {
         self.tracker.finish();
         let mut out = FrameOutcome::default();
-        self.close_ended(&mut out, list)?;
-        Ok(out)
+        self.close_ended(&mut out, list);
+        out
     }
 
     /// Turns the track's last search into its passage's match when the list's rule accepts it.
@@ -664,19 +667,20 @@ impl Passages {
     }
 
     /// Closes the tracks the tracker ended: their last look (passage mode), then their episode.
-    fn close_ended(
-        &mut self,
-        out: &mut FrameOutcome,
-        list: Option<&LoadedWatchlist>,
-    ) -> Result<(), MatchError> {
+    /// Never fails: a last look that cannot search is counted, and every episode still closes.
+    fn close_ended(&mut self, out: &mut FrameOutcome, list: Option<&LoadedWatchlist>) {
         for ended in self.tracker.take_ended() {
             let Some(at) = self.tracks.iter().position(|t| t.id == ended.id) else {
                 continue;
             };
             if self.mode == DecisionMode::Passage && self.config.look_at_track_end {
                 let seq = self.tracks[at].last_seq;
-                if self.search_fused(at, seq, list, true, out)? {
-                    self.accept(at, list, DecisionMode::Passage, true, out);
+                match self.search_fused(at, seq, list, true, out) {
+                    Ok(true) => {
+                        self.accept(at, list, DecisionMode::Passage, true, out);
+                    }
+                    Ok(false) => {}
+                    Err(_) => self.stats.failed_last_looks += 1,
                 }
             }
             let track = self.tracks.swap_remove(at);
@@ -688,7 +692,6 @@ impl Passages {
                 self.config.record_unlisted_best_shot,
             ));
         }
-        Ok(())
     }
 }
 

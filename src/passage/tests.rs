@@ -182,12 +182,30 @@ fn finishing_the_run_gives_live_tracks_their_last_look() {
     let (looks, matches) = play(&mut e, &views, 0, Some(&listed));
     assert_eq!(looks, [3]);
     assert!(matches.is_empty());
-    let out = e.finish(Some(&listed)).unwrap();
+    let out = e.finish(Some(&listed));
     assert_eq!(out.matches.len(), 1);
     assert!(out.matches[0].at_track_end);
     assert_eq!(out.matches[0].faces_used, 4);
     assert_eq!(out.ended.len(), 1);
     assert_eq!(out.ended[0].outcome, episode::Outcome::Matched);
+}
+
+#[test]
+fn a_last_look_that_cannot_search_still_closes_the_passage() {
+    // A list of another dimension than the descriptors: the search fails, the episode is kept.
+    let other = list(&[1.0, 0.0, 0.0], 0.5);
+    let waits = PassageConfig {
+        min_faces: 100,
+        ..config()
+    };
+    let mut e = engine(waits);
+    // (Any search during the track would fail the same way: the list arrives at the end.)
+    let (looks, matches) = play(&mut e, &sides(&[1.0, 1.0]), 0, None);
+    assert!(looks.is_empty() && matches.is_empty());
+    let out = e.finish(Some(&other));
+    assert!(out.matches.is_empty());
+    assert_eq!(out.ended.len(), 1);
+    assert_eq!(e.stats().failed_last_looks, 1);
 }
 
 #[test]

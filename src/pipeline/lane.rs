@@ -176,15 +176,7 @@ impl Lane {
     pub fn finish(&mut self) -> (Vec<Alert>, Vec<Episode>) {
         let list = self.watchlist.current();
         self.alerts.clear();
-        let outcome = match self.passages.finish(list.as_deref()) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // Only reachable with a list whose dimension disagrees with the fused
-                // descriptors; the frames' own errors were reported already.
-                eprintln!("lanewatch: the last looks at the end of the run failed: {e}");
-                return (Vec::new(), Vec::new());
-            }
-        };
+        let outcome = self.passages.finish(list.as_deref());
         self.raise(&outcome.matches, list.as_deref());
         for e in &outcome.ended {
             self.dispatcher.record_episode(e);
