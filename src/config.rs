@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::vision::detect::{DetectorConfig, WHOLE_FRAME};
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -54,6 +56,16 @@ pub struct DetectConfig {
     pub min_face_px: u32,
     /// Faces whose box side is below this are counted, not matched: too few pixels to identify reliably.
     pub min_match_face_px: u32,
+    /// The part of the frame searched for new faces, as fractions of its width and height:
+    /// [x0, y0, x1, y1]. With `min_face_px` it sets the detector's pyramid: a smaller region is
+    /// searched faster. Faces already followed are followed outside it too.
+    pub region: [f32; 4],
+    /// Track-guided detection: the whole region is searched at least every this many frames (and
+    /// whenever nobody is being followed, or a followed face is not found near where it was
+    /// heading); in between, only the neighbourhood of the faces being followed. 1: every frame
+    /// is searched whole. A person who walks in while others are followed is found within this
+    /// many frames.
+    pub full_frame_every: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,11 +152,46 @@ impl Default for ModelsConfig {
     }
 }
 
+impl DetectConfig {
+    /// A text naming these settings, for keys of caches of what a lane saw: the form older caches
+    /// were keyed with while the region is the whole frame and every frame is searched whole.
+    pub fn cache_key(&self) -> String {
+        let DetectConfig {
+            min_face_px,
+            min_match_face_px,
+            region,
+            full_frame_every,
+        } = self;
+        let mut key = format!(
+            "DetectConfig {{ min_face_px: {min_face_px}, min_match_face_px: {min_match_face_px} }}"
+        );
+        if *region != WHOLE_FRAME {
+            key.push_str(&format!(" region={region:?}"));
+        }
+        if *full_frame_every != 1 {
+            key.push_str(&format!(" full_frame_every={full_frame_every}"));
+        }
+        key
+    }
+
+    /// The detector's settings for these: the minimum face and region set here, facenet-pytorch's
+    /// thresholds and pyramid step.
+    pub fn detector(&self) -> DetectorConfig {
+        DetectorConfig {
+            min_face: self.min_face_px as f32,
+            region: self.region,
+            ..DetectorConfig::default()
+        }
+    }
+}
+
 impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             min_face_px: 40,
             min_match_face_px: 60,
+            region: WHOLE_FRAME,
+            full_frame_every: 4,
         }
     }
 }
@@ -231,6 +278,15 @@ impl Config {
             "detect.min_face_px must be at least 12 (MTCNN's cell)"
         );
         anyhow::ensure!(
+            (1..=1000).contains(&self.detect.full_frame_every),
+            "detect.full_frame_every must be within 1..=1000 (1: search every frame whole)"
+        );
+        let [x0, y0, x1, y1] = self.detect.region;
+        anyhow::ensure!(
+            self.detect.region.iter().all(|v| (0.0..=1.0).contains(v)) && x0 < x1 && y0 < y1,
+            "detect.region must be [x0, y0, x1, y1], fractions of the frame with x0 < x1 and y0 < y1, e.g. [0.0, 0.0, 1.0, 1.0] for the whole frame"
+        );
+        anyhow::ensure!(
             self.alerts.rotate_bytes >= 4096,
             "alerts.rotate_bytes must be at least 4096"
         );
@@ -292,11 +348,31 @@ mod tests {
     }
 
     #[test]
+    fn detect_cache_keys_stay_those_of_older_caches_without_guidance() {
+        let unguided = DetectConfig {
+            full_frame_every: 1,
+            ..DetectConfig::default()
+        };
+        assert_eq!(
+            unguided.cache_key(),
+            "DetectConfig { min_face_px: 40, min_match_face_px: 60 }"
+        );
+        assert!(
+            DetectConfig::default()
+                .cache_key()
+                .ends_with(" full_frame_every=4")
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_file() {
         for (text, why) in [
             ("[source]\nurl = \"x\"\n", "unknown field"),
             ("[source]\nqueue_capacity = 0\n", "queue_capacity"),
             ("[detect]\nmin_face_px = 3\n", "min_face_px"),
+            ("[detect]\nfull_frame_every = 0\n", "full_frame_every"),
+            ("[detect]\nregion = [0.5, 0.0, 0.4, 1.0]\n", "region"),
+            ("[detect]\nregion = [0.0, 0.0, 1.0]\n", "region"),
             ("[alerts]\ncooldown_s = \"soon\"\n", "cooldown_s"),
             ("[alerts]\nwebhook_url = \"ftp://x/a\"\n", "webhook_url"),
             (

@@ -10,6 +10,10 @@ Writes:
   samples/lane_clip.mjpeg                         a 640x480 "lane" clip, concatenated JPEG frames: an empty
                                                   lane, Grace Hopper walking up (not enrolled), the lane
                                                   again, Eileen Collins walking up (mirrored, relit, rescaled)
+  samples/group_clip.mjpeg                        a 640x480 clip of a group: three people in every frame
+                                                  (two walking up at the sides, one standing further back
+                                                  who leaves halfway and is replaced by another), for
+                                                  benchmarks of the multi-face lane
 
 Needs numpy and pillow (dev only):  python3 -m venv v && v/bin/pip install numpy pillow && v/bin/python tools/make_demo_samples.py
 """
@@ -81,6 +85,35 @@ def walk(person: Image.Image, steps: int, mirror: bool, light: tuple) -> list:
     return frames
 
 
+def group(hopper: Image.Image, collins: Image.Image, steps: int) -> list:
+    # (photo, mirror, brightness, first frame, last frame, height from/to, centre x from/to, bottom gap),
+    # pasted far to near so that nearer people cover farther ones.
+    half = steps // 2
+    people = [
+        (hopper, True, 0.75, 0, half - 1, 150, 165, 330, 330, 200),
+        (collins, False, 1.05, half, steps - 1, 150, 170, 330, 340, 200),
+        (collins, True, 0.9, 0, steps - 1, 200, 260, 560, 480, 0),
+        (hopper, False, 1.0, 0, steps - 1, 230, 300, 100, 180, 0),
+    ]
+    frames = []
+    for i in range(steps):
+        frame = lane_background()
+        for photo, mirror, light, first, last, h0, h1, x0, x1, gap in people:
+            if not first <= i <= last:
+                continue
+            t = (i - first) / max(last - first, 1)
+            h = int(round(h0 + t * (h1 - h0)))
+            w = int(round(photo.width * h / photo.height))
+            p = photo.resize((w, h), Image.LANCZOS)
+            if mirror:
+                p = ImageOps.mirror(p)
+            p = ImageEnhance.Brightness(p).enhance(light)
+            x = int(round(x0 + t * (x1 - x0) - w / 2))
+            frame.paste(p, (max(0, min(W - w, x)), H - gap - h))
+        frames.append(frame)
+    return frames
+
+
 def jpeg(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85, optimize=False)
@@ -100,6 +133,9 @@ def main() -> None:
     (enrol / "astronaut.png").write_bytes(src["astronaut.png"])
     (root / "lane_clip.mjpeg").write_bytes(b"".join(jpeg(f) for f in frames))
     print(f"{len(frames)} frames written to {root / 'lane_clip.mjpeg'}")
+    crowd = group(hopper, collins, 36)
+    (root / "group_clip.mjpeg").write_bytes(b"".join(jpeg(f) for f in crowd))
+    print(f"{len(crowd)} frames written to {root / 'group_clip.mjpeg'}")
 
 
 if __name__ == "__main__":

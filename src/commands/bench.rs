@@ -17,6 +17,7 @@ use crate::pipeline::{WatchlistSlot, lane_from_config};
 use crate::samples::{
     bundled_dir, bundled_models_dir, clip_spec, demo_config, install_demo_watchlist,
 };
+use crate::vision::detect::guided::GuidanceStats;
 use crate::vision::faces::FaceModels;
 use crate::watchlist::format::Views;
 
@@ -54,6 +55,10 @@ pub struct Args {
     /// With --models: also print where each network's time goes in tract, by kind of operation.
     #[arg(long, requires = "models")]
     pub profile: bool,
+    /// Search the whole frame at least every N frames, near the followed faces in between
+    /// (`[detect] full_frame_every`; 1: every frame whole). Default: the configuration's.
+    #[arg(long, value_name = "N")]
+    pub full_frame_every: Option<u32>,
 }
 
 /// The shapes each network runs at in the lane: the embedder on one chip, P-Net on the first pyramid
@@ -139,6 +144,12 @@ pub struct BenchReport {
     /// Tracks started and searches of the watchlist made over the measured frames.
     pub tracks: u64,
     pub searches: u64,
+    /// Frames searched whole and near the followed faces (`[detect] full_frame_every`).
+    pub full_frame_every: u32,
+    pub detection: GuidanceStats,
+    /// Crops given to R-Net and O-Net, per frame on average.
+    pub rnet_crops_per_frame: f64,
+    pub onet_crops_per_frame: f64,
     pub seconds: f64,
     pub frames_per_second: f64,
     pub stages_ms: Vec<(String, Summary)>,
@@ -164,7 +175,10 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         .context("preparing the watchlist for the match stage")?;
 
     let source = args.source.clone().unwrap_or_else(|| clip_spec(&samples));
-    let config = demo_config(source, &models_dir, &list, work.path());
+    let mut config = demo_config(source, &models_dir, &list, work.path());
+    if let Some(n) = args.full_frame_every {
+        config.detect.full_frame_every = n;
+    }
 
     let rig = lane_from_config(&config)?;
     let mut source = rig.source;
@@ -182,13 +196,16 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let mut after_warmup = None;
     let mut rss = Vec::new();
     let (mut faces, mut aligned) = (0u64, 0u64);
+    let (mut rnet_crops, mut onet_crops) = (0usize, 0usize);
     let mut passages_at_warmup = lane.stats().passages;
+    let mut detection_at_warmup = lane.stats().detection;
     let step = (args.frames / 10).max(1);
     while done < total {
         if done == args.warmup {
             *lane.latencies_mut() = Latencies::new(args.frames as usize);
             after_warmup = resident();
             passages_at_warmup = lane.stats().passages;
+            detection_at_warmup = lane.stats().detection;
             started = Instant::now();
         }
         let t = Instant::now();
@@ -216,6 +233,11 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
                 .count() as u64;
         }
         lane.latencies_mut().record(Stage::Decode, decode);
+        if done >= args.warmup {
+            let work = lane.last_detect_work();
+            rnet_crops += work.rnet_crops;
+            onet_crops += work.onet_crops;
+        }
         done += 1;
         let measured = done.saturating_sub(args.warmup);
         if measured > 0
@@ -228,6 +250,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let end = resident();
     let passages = lane.stats().passages;
+    let detection = lane.stats().detection;
     let report = BenchReport {
         source: config.source.uri.clone(),
         views: views.as_str().to_string(),
@@ -238,6 +261,14 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         embeddings_saved: passages.embeddings_saved - passages_at_warmup.embeddings_saved,
         tracks: passages.tracks_started - passages_at_warmup.tracks_started,
         searches: passages.searches - passages_at_warmup.searches,
+        full_frame_every: config.detect.full_frame_every,
+        detection: GuidanceStats {
+            full: detection.full - detection_at_warmup.full,
+            near: detection.near - detection_at_warmup.near,
+            near_then_full: detection.near_then_full - detection_at_warmup.near_then_full,
+        },
+        rnet_crops_per_frame: rnet_crops as f64 / args.frames as f64,
+        onet_crops_per_frame: onet_crops as f64 / args.frames as f64,
         seconds,
         frames_per_second: args.frames as f64 / seconds,
         stages_ms: Stage::ALL
@@ -277,11 +308,19 @@ fn print_report(r: &BenchReport) {
         100.0 * r.embeddings_saved as f64 / candidates.max(1) as f64
     );
     println!(
-        "  stage     median ms    p95 ms   samples   (align, embed: per face; track, passage: per frame with faces; match: per frame that searched)"
+        "  detection: {} frames searched whole, {} near the followed faces ({} of them then whole); full_frame_every {}",
+        r.detection.full, r.detection.near, r.detection.near_then_full, r.full_frame_every
+    );
+    println!(
+        "  detector crops per frame: {:.1} to R-Net, {:.1} to O-Net",
+        r.rnet_crops_per_frame, r.onet_crops_per_frame
+    );
+    println!(
+        "  stage         median ms    p95 ms   samples   (align, embed: per face; track, passage: per frame with faces; match: per frame that searched)"
     );
     for (name, s) in &r.stages_ms {
         println!(
-            "  {name:<8} {:>10.3} {:>9.3} {:>9}",
+            "  {name:<12} {:>10.3} {:>9.3} {:>9}",
             s.median_ms, s.p95_ms, s.samples
         );
     }

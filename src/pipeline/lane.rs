@@ -14,6 +14,8 @@ use crate::alerts::dispatch::{Dispatcher, Outcome};
 use crate::camera::Frame;
 use crate::passage::episode::Episode;
 use crate::passage::{PassageConfig, PassageMatch, PassageStats, Passages};
+use crate::vision::detect::DetectWork;
+use crate::vision::detect::guided::{GuidanceStats, PassKind};
 use crate::vision::faces::{FaceAnalyzer, FaceObservation};
 use crate::watchlist::LoadedWatchlist;
 use crate::watchlist::format::{DecisionMode, Views};
@@ -40,6 +42,8 @@ pub struct LaneStats {
     pub frame_errors: u64,
     /// Tracks, episodes and embeddings saved (src/passage).
     pub passages: PassageStats,
+    /// Frames searched whole and near the followed faces (track-guided detection).
+    pub detection: GuidanceStats,
 }
 
 /// Settings of the per-frame work.
@@ -117,12 +121,18 @@ impl Lane {
         LaneStats {
             journal_failures: self.dispatcher.stats().journal_failures,
             passages: self.passages.stats(),
+            detection: self.analyzer.guidance_stats(),
             journal_recoveries: self
                 .dispatcher
                 .journal()
                 .map_or(0, |j| j.stats().recoveries),
             ..self.stats
         }
+    }
+
+    /// How the last frame was searched and where the detector's time went.
+    pub fn last_detect_work(&self) -> DetectWork {
+        self.analyzer.last_times().detect_work
     }
 
     pub fn latencies(&self) -> &Latencies {
@@ -209,6 +219,15 @@ impl Lane {
         )?;
         let times = self.analyzer.last_times();
         self.latencies.record(Stage::Detect, times.detect);
+        let work = times.detect_work;
+        let pass = match work.pass {
+            PassKind::Near => Stage::DetectNear,
+            PassKind::Full | PassKind::NearThenFull => Stage::DetectFull,
+        };
+        self.latencies.record(pass, times.detect);
+        self.latencies.record(Stage::Pnet, work.pnet);
+        self.latencies.record(Stage::Rnet, work.rnet);
+        self.latencies.record(Stage::Onet, work.onet);
         if times.aligned > 0 {
             let n = times.aligned as u32;
             for _ in 0..n {

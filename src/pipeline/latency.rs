@@ -8,8 +8,17 @@ use std::time::Duration;
 pub enum Stage {
     /// Taking a frame from the source: reading the file or buffer and decoding/converting pixels.
     Decode,
-    /// MTCNN over the whole frame.
+    /// MTCNN over the frame (whichever search it got).
     Detect,
+    /// Detection of frames searched whole, and of frames searched only near the followed faces
+    /// (a near search followed by a full one counts as full).
+    DetectFull,
+    DetectNear,
+    /// Inside detection: P-Net (with the image planes and the candidates' merging), R-Net and
+    /// O-Net, per frame.
+    Pnet,
+    Rnet,
+    Onet,
     /// Landmarks and the face chip, per embedded face.
     Align,
     /// The embedder, per embedded face.
@@ -26,9 +35,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 13] = [
         Stage::Decode,
         Stage::Detect,
+        Stage::DetectFull,
+        Stage::DetectNear,
+        Stage::Pnet,
+        Stage::Rnet,
+        Stage::Onet,
         Stage::Align,
         Stage::Embed,
         Stage::Track,
@@ -41,6 +55,11 @@ impl Stage {
         match self {
             Stage::Decode => "decode",
             Stage::Detect => "detect",
+            Stage::DetectFull => "detect_full",
+            Stage::DetectNear => "detect_near",
+            Stage::Pnet => "pnet",
+            Stage::Rnet => "rnet",
+            Stage::Onet => "onet",
             Stage::Align => "align",
             Stage::Embed => "embed",
             Stage::Track => "track",

@@ -15,7 +15,6 @@ use super::watch::{Watcher, WatchlistSlot};
 use crate::camera::reconnect::{ReconnectEvent, ReconnectPolicy, reconnecting};
 use crate::camera::{CaptureConfig, FrameSource, SourceSpec};
 use crate::config::Config;
-use crate::vision::detect::DetectorConfig;
 use crate::vision::faces::{FaceAnalyzer, FaceModels};
 use crate::watchlist::{EmbedderId, Store, TrustedKeys, Verifier};
 
@@ -95,16 +94,14 @@ pub fn lane_from_config(config: &Config) -> anyhow::Result<LaneRig> {
     let reconnects = Arc::new(AtomicU64::new(0));
     let (source, pacing) = open_source(config, reconnects.clone())?;
     let models = face_models(config);
-    let analyzer = FaceAnalyzer::open(
+    let mut analyzer = FaceAnalyzer::open(
         &models,
         config.source.width,
         config.source.height,
-        DetectorConfig {
-            min_face: config.detect.min_face_px as f32,
-            ..DetectorConfig::default()
-        },
+        config.detect.detector(),
     )
     .context("loading the face models named in [models]")?;
+    analyzer.guide_detection(config.detect.full_frame_every);
     let watcher = watcher(config)?;
     let dispatcher = dispatcher_from_config(&config.alerts)?;
     let lane = Lane::new(

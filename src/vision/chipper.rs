@@ -9,7 +9,8 @@ use image::RgbImage;
 
 use super::align::mtcnn::FITTED_BOX_MAPPING;
 use super::align::{Aligned, Aligner, BoxMapping, ChipSpec, MtcnnFace, RgbChip};
-use super::detect::{Detector, DetectorConfig, Face, main_face};
+use super::detect::guided::{Guidance, GuidanceStats, Pass, PassKind};
+use super::detect::{DetectWork, Detector, DetectorConfig, Face, main_face};
 use super::faces::FaceModels;
 use super::image::ImageView;
 use super::landmarks::Point;
@@ -22,6 +23,11 @@ pub struct FaceChipper {
     frame_size: (u32, u32),
     detector_config: DetectorConfig,
     models: FaceModels,
+    /// Full and near passes over live frames ([`Self::detect`]); every frame full unless
+    /// [`Self::guide_detection`] says otherwise.
+    guidance: Guidance,
+    /// How the last live frame was searched and where the time went.
+    last_work: DetectWork,
 }
 
 impl FaceChipper {
@@ -50,6 +56,8 @@ impl FaceChipper {
             frame_size: (frame_w, frame_h),
             detector_config: config,
             models: models.clone(),
+            guidance: Guidance::new(1),
+            last_work: DetectWork::default(),
         })
     }
 
@@ -73,14 +81,65 @@ impl FaceChipper {
                 self.detector_config.clone(),
             )?;
             self.frame_size = (frame_w, frame_h);
+            self.guidance.reset();
         }
         Ok(())
     }
 
-    /// Every face in a live frame (planned for the frame's size).
+    /// Track-guided detection of live frames ([`super::detect::guided`]): a full pass at least
+    /// every `full_every` frames, near searches around the followed faces between them. 1: a full
+    /// pass every frame.
+    pub fn guide_detection(&mut self, full_every: u32) {
+        self.guidance = Guidance::new(full_every);
+    }
+
+    /// Forgets the faces followed: the next live frame is searched whole (a new clip, a reopened
+    /// camera).
+    pub fn reset_guidance(&mut self) {
+        self.guidance.reset();
+    }
+
+    pub fn guidance_stats(&self) -> GuidanceStats {
+        self.guidance.stats()
+    }
+
+    /// How the last live frame ([`Self::detect`]) was searched and where the time went (both
+    /// passes summed when a near search was followed by a full one).
+    pub fn last_work(&self) -> DetectWork {
+        self.last_work
+    }
+
+    /// Every face in a live frame (planned for the frame's size): the whole frame, or near the
+    /// faces being followed when detection is guided (see [`Self::guide_detection`]).
     pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
         self.resize(frame.width(), frame.height())?;
-        self.detector.detect(frame).context("detecting faces")
+        let pass = self.guidance.next_pass();
+        let mut faces = match &pass {
+            Pass::Full => self.detector.detect(frame),
+            Pass::Near(expected) => self.detector.detect_near(frame, expected),
+        }
+        .context("detecting faces")?;
+        let mut work = self.detector.last_work();
+        work.pass = match pass {
+            Pass::Full => PassKind::Full,
+            Pass::Near(_) => PassKind::Near,
+        };
+        let fell_back = self.guidance.near_missed(&pass, faces.len());
+        if fell_back {
+            faces = self.detector.detect(frame).context("detecting faces")?;
+            let full = self.detector.last_work();
+            work = DetectWork {
+                pass: PassKind::NearThenFull,
+                pnet: work.pnet + full.pnet,
+                rnet: work.rnet + full.rnet,
+                onet: work.onet + full.onet,
+                rnet_crops: work.rnet_crops + full.rnet_crops,
+                onet_crops: work.onet_crops + full.onet_crops,
+            };
+        }
+        self.last_work = work;
+        self.guidance.record(&pass, fell_back, &faces);
+        Ok(faces)
     }
 
     /// The face a photo is about (an enrolment photo, a dataset image): detected with the

@@ -11,7 +11,8 @@ use image::RgbImage;
 use super::align::{ChipScratch, ChipSpec, JitterRng, RgbChip, jitter_chip, mirror_chip};
 use super::chipper::{FaceChipper, mtcnn_face};
 use super::contract::Metric;
-use super::detect::{DetectorConfig, Face};
+use super::detect::guided::GuidanceStats;
+use super::detect::{DetectWork, DetectorConfig, Face};
 use super::embed::{Embedder, l2_normalised};
 use super::image::ImageView;
 use super::landmarks::{NUM_PARTS, Point};
@@ -82,6 +83,8 @@ impl FaceObservation {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageTimes {
     pub detect: Duration,
+    /// How the frame was searched and the detector's own stages.
+    pub detect_work: DetectWork,
     pub align: Duration,
     pub embed: Duration,
     /// Faces found, how many of them were large enough to be aligned, and how many of those were
@@ -157,6 +160,20 @@ impl FaceAnalyzer {
         self.observe_faces(frame, &faces, min_match_px, |_| true)
     }
 
+    /// Track-guided detection of live frames (see [`FaceChipper::guide_detection`]).
+    pub fn guide_detection(&mut self, full_every: u32) {
+        self.chipper.guide_detection(full_every);
+    }
+
+    /// The next frame is searched whole (a new clip or stream).
+    pub fn reset_guidance(&mut self) {
+        self.chipper.reset_guidance();
+    }
+
+    pub fn guidance_stats(&self) -> GuidanceStats {
+        self.chipper.guidance_stats()
+    }
+
     /// Detects every face in a frame, re-planning the detector when the frame size changed (starts
     /// a new [`Self::last_times`]).
     pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
@@ -164,6 +181,7 @@ impl FaceAnalyzer {
         let started = Instant::now();
         let faces = self.chipper.detect(frame)?;
         self.times.detect = started.elapsed();
+        self.times.detect_work = self.chipper.last_work();
         self.times.faces = faces.len();
         Ok(faces)
     }

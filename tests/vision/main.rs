@@ -15,6 +15,7 @@ mod align_mtcnn_mapping;
 mod describe_augmented;
 mod detect_batch_timing;
 mod detect_errors;
+mod detect_guided;
 mod detect_lfw;
 mod model_int8;
 mod model_parity;

@@ -22,6 +22,8 @@ fn generate(out: &std::path::Path) {
     println!("cargo:rerun-if-changed=wrapper.h");
     bindgen::Builder::default()
         .header("wrapper.h")
+        // As the committed files (tests/committed_bindings.rs): no doc comments.
+        .generate_comments(false)
         .generate()
         .expect("Failed to generate bindings")
         .write_to_file(out)

@@ -111,7 +111,14 @@ pub(crate) fn pipeline_key(
     }
     // Written so that files made before --mirror existed keep their keys.
     let mirror = if augmentation.mirror { " mirror" } else { "" };
-    h.update(format!("{config:?} jitter={}{mirror}", augmentation.jitter).as_bytes());
+    h.update(
+        format!(
+            "{} jitter={}{mirror}",
+            config.cache_key(),
+            augmentation.jitter
+        )
+        .as_bytes(),
+    );
     Ok(hex::encode(h.finalize()))
 }
 

@@ -214,6 +214,9 @@ pub struct LaneReport {
     pub people_enrolled: usize,
     pub passers: usize,
     pub passers_without_own_face: usize,
+    /// Frames in which the passer's own face was detected, of `passers` x `frames_per_passer`:
+    /// the detector's recall on the clips (track-guided detection must keep it).
+    pub own_face_frames: usize,
     pub track_splits: usize,
     pub frames_per_passer: usize,
     pub sizes: Vec<SizeReport>,
@@ -375,10 +378,7 @@ fn play_passers(
         candidates.len(),
         args.frames
     );
-    let detector = DetectorConfig {
-        min_face: config.detect.min_face_px as f32,
-        ..DetectorConfig::default()
-    };
+    let detector = config.detect.detector();
     let mut cache = match &args.faces_cache {
         Some(file) => SeenCache::open(
             file,
@@ -409,6 +409,7 @@ fn play_passers(
             let mut lane =
                 FaceAnalyzer::open(models, synth::FRAME_W, synth::FRAME_H, detector.clone())?;
             lane.set_augmentation(augmentation);
+            lane.guide_detection(config.detect.full_frame_every);
             Ok(Worker { photos, lane })
         },
         |w, _, &person| see_one(args, config, w, &people[person], person),
@@ -463,6 +464,8 @@ fn see_one(
     let clip = walk_through(&photos, args.frames, seed);
     let min_match = config.detect.min_match_face_px as f32;
     let mut frames = Vec::with_capacity(clip.len());
+    // Each clip is another passer in an empty lane: nothing is followed from the last one.
+    w.lane.reset_guidance();
     for frame in &clip {
         let faces = w.lane.detect(&frame.image)?;
         let own_face = own_face_index(frame, faces.iter().map(|f| f.bbox));
@@ -818,6 +821,7 @@ fn score(
         people_enrolled: enrolled.len(),
         passers: passers.len(),
         passers_without_own_face: passers.len() - played.len(),
+        own_face_frames: passers.iter().map(|p| p.frames_found).sum(),
         track_splits: played.iter().filter(|p| p.own_tracks_passage > 1).count(),
         frames_per_passer: args.frames,
         sizes,
@@ -847,13 +851,15 @@ fn print(args: &LaneArgs, r: &LaneReport, passers: &[Passer]) {
         return;
     }
     println!(
-        "Lane evaluation per passer: {} ({} passers of {} frames, {} people enrolled; {} passers whose face was never found, {} whose track split)",
+        "Lane evaluation per passer: {} ({} passers of {} frames, {} people enrolled; {} passers whose face was never found, {} whose track split; own face found in {} of {} frames)",
         args.model.display(),
         r.passers,
         r.frames_per_passer,
         r.people_enrolled,
         r.passers_without_own_face,
-        r.track_splits
+        r.track_splits,
+        r.own_face_frames,
+        r.passers * r.frames_per_passer
     );
     for s in &r.sizes {
         println!(

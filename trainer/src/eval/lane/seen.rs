@@ -121,8 +121,11 @@ impl SeenCache {
         h.update(pipeline_key(models, detector, augmentation)?.as_bytes());
         h.update(
             format!(
-                "{:?} frames={} photos={} seed={}",
-                clips.detect, clips.frames, clips.clip_photos, clips.seed
+                "{} frames={} photos={} seed={}",
+                clips.detect.cache_key(),
+                clips.frames,
+                clips.clip_photos,
+                clips.seed
             )
             .as_bytes(),
         );
