@@ -6,12 +6,18 @@
 //! What keeps it from losing faces:
 //! - a full pass every `full_every` frames, so a person who walks in is found within that many
 //!   frames even while others are being followed;
-//! - a full pass whenever nobody is expected (an empty lane is searched every frame);
+//! - a full pass whenever nobody is expected (an empty lane is searched every frame), and when
+//!   more than [`MAX_FOLLOWED`] faces are;
 //! - a full pass on the same frame when a near search finds fewer faces than it looked for (a face
 //!   turned away, left, or moved faster than its window allows), so a face that was being
 //!   followed is never missed only because it was looked for in the wrong place.
 
 use super::Face;
+
+/// Past this many faces a frame is searched whole: following each one (two O-Net runs, more
+/// where it is not found at once) would cost about as much as the whole pass, and the list of
+/// expected boxes stays bounded whatever a frame holds.
+pub const MAX_FOLLOWED: usize = 16;
 
 /// Which search a frame gets.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +88,11 @@ impl Guidance {
 
     /// The search the next frame should get.
     pub fn next_pass(&self) -> Pass {
-        if self.full_every <= 1 || self.last.is_empty() || self.since_full + 1 >= self.full_every {
+        if self.full_every <= 1
+            || self.last.is_empty()
+            || self.last.len() > MAX_FOLLOWED
+            || self.since_full + 1 >= self.full_every
+        {
             return Pass::Full;
         }
         Pass::Near(
@@ -223,6 +233,14 @@ mod tests {
         assert!(matches!(g.next_pass(), Pass::Near(_)));
         g.reset();
         assert_eq!(g.next_pass(), Pass::Full);
+        // A crowd is searched whole.
+        let crowd: Vec<Face> = (0..=MAX_FOLLOWED)
+            .map(|i| face([60.0 * i as f32, 0.0, 60.0 * i as f32 + 50.0, 50.0]))
+            .collect();
+        g.record(&Pass::Full, false, &crowd);
+        assert_eq!(g.next_pass(), Pass::Full);
+        g.record(&Pass::Full, false, &crowd[..MAX_FOLLOWED]);
+        assert!(matches!(g.next_pass(), Pass::Near(e) if e.len() == MAX_FOLLOWED));
     }
 
     #[test]
