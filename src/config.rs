@@ -66,6 +66,10 @@ pub struct DetectConfig {
     /// is searched whole. A person who walks in while others are followed is found within this
     /// many frames.
     pub full_frame_every: u32,
+    /// An empty lane is not searched again while it stays unchanged since it was last searched
+    /// whole and found empty: no 8x8-pixel cell's mean brightness moved by this many grey levels
+    /// (0..=255) or more. At most 15 frames in a row are skipped. 0: every frame is searched.
+    pub skip_unchanged_level: f32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +165,7 @@ impl DetectConfig {
             min_match_face_px,
             region,
             full_frame_every,
+            skip_unchanged_level,
         } = self;
         let mut key = format!(
             "DetectConfig {{ min_face_px: {min_face_px}, min_match_face_px: {min_match_face_px} }}"
@@ -170,6 +175,9 @@ impl DetectConfig {
         }
         if *full_frame_every != 1 {
             key.push_str(&format!(" full_frame_every={full_frame_every}"));
+        }
+        if *skip_unchanged_level != 0.0 {
+            key.push_str(&format!(" skip_unchanged_level={skip_unchanged_level}"));
         }
         key
     }
@@ -192,6 +200,7 @@ impl Default for DetectConfig {
             min_match_face_px: 60,
             region: WHOLE_FRAME,
             full_frame_every: 4,
+            skip_unchanged_level: 6.0,
         }
     }
 }
@@ -281,6 +290,11 @@ impl Config {
             (1..=1000).contains(&self.detect.full_frame_every),
             "detect.full_frame_every must be within 1..=1000 (1: search every frame whole)"
         );
+        anyhow::ensure!(
+            self.detect.skip_unchanged_level.is_finite()
+                && (0.0..=255.0).contains(&self.detect.skip_unchanged_level),
+            "detect.skip_unchanged_level must be within 0..=255 grey levels (0: search every frame)"
+        );
         let [x0, y0, x1, y1] = self.detect.region;
         anyhow::ensure!(
             self.detect.region.iter().all(|v| (0.0..=1.0).contains(v)) && x0 < x1 && y0 < y1,
@@ -351,6 +365,7 @@ mod tests {
     fn detect_cache_keys_stay_those_of_older_caches_without_guidance() {
         let unguided = DetectConfig {
             full_frame_every: 1,
+            skip_unchanged_level: 0.0,
             ..DetectConfig::default()
         };
         assert_eq!(
@@ -360,7 +375,7 @@ mod tests {
         assert!(
             DetectConfig::default()
                 .cache_key()
-                .ends_with(" full_frame_every=4")
+                .ends_with(" full_frame_every=4 skip_unchanged_level=6")
         );
     }
 
@@ -371,6 +386,10 @@ mod tests {
             ("[source]\nqueue_capacity = 0\n", "queue_capacity"),
             ("[detect]\nmin_face_px = 3\n", "min_face_px"),
             ("[detect]\nfull_frame_every = 0\n", "full_frame_every"),
+            (
+                "[detect]\nskip_unchanged_level = -1.0\n",
+                "skip_unchanged_level",
+            ),
             ("[detect]\nregion = [0.5, 0.0, 0.4, 1.0]\n", "region"),
             ("[detect]\nregion = [0.0, 0.0, 1.0]\n", "region"),
             ("[alerts]\ncooldown_s = \"soon\"\n", "cooldown_s"),

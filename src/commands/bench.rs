@@ -59,6 +59,10 @@ pub struct Args {
     /// (`[detect] full_frame_every`; 1: every frame whole). Default: the configuration's.
     #[arg(long, value_name = "N")]
     pub full_frame_every: Option<u32>,
+    /// Leave an empty lane unsearched while no 8x8 cell changed by this many grey levels
+    /// (`[detect] skip_unchanged_level`; 0: search every frame). Default: the configuration's.
+    #[arg(long, value_name = "LEVEL")]
+    pub skip_unchanged_level: Option<f32>,
 }
 
 /// The shapes each network runs at in the lane: the embedder on one chip, P-Net on the first pyramid
@@ -179,6 +183,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.full_frame_every {
         config.detect.full_frame_every = n;
     }
+    if let Some(level) = args.skip_unchanged_level {
+        config.detect.skip_unchanged_level = level;
+    }
 
     let rig = lane_from_config(&config)?;
     let mut source = rig.source;
@@ -266,6 +273,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             full: detection.full - detection_at_warmup.full,
             near: detection.near - detection_at_warmup.near,
             near_then_full: detection.near_then_full - detection_at_warmup.near_then_full,
+            skipped_unchanged: detection.skipped_unchanged - detection_at_warmup.skipped_unchanged,
         },
         rnet_crops_per_frame: rnet_crops as f64 / args.frames as f64,
         onet_crops_per_frame: onet_crops as f64 / args.frames as f64,
@@ -308,8 +316,12 @@ fn print_report(r: &BenchReport) {
         100.0 * r.embeddings_saved as f64 / candidates.max(1) as f64
     );
     println!(
-        "  detection: {} frames searched whole, {} near the followed faces ({} of them then whole); full_frame_every {}",
-        r.detection.full, r.detection.near, r.detection.near_then_full, r.full_frame_every
+        "  detection: {} frames searched whole, {} near the followed faces ({} of them then whole), {} of an unchanged empty lane not searched; full_frame_every {}",
+        r.detection.full,
+        r.detection.near,
+        r.detection.near_then_full,
+        r.detection.skipped_unchanged,
+        r.full_frame_every
     );
     println!(
         "  detector crops per frame: {:.1} to R-Net, {:.1} to O-Net",

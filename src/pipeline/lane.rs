@@ -220,11 +220,13 @@ impl Lane {
         let times = self.analyzer.last_times();
         self.latencies.record(Stage::Detect, times.detect);
         let work = times.detect_work;
-        let pass = match work.pass {
-            PassKind::Near => Stage::DetectNear,
-            PassKind::Full | PassKind::NearThenFull => Stage::DetectFull,
-        };
-        self.latencies.record(pass, times.detect);
+        match work.pass {
+            PassKind::Near => self.latencies.record(Stage::DetectNear, times.detect),
+            PassKind::Full | PassKind::NearThenFull => {
+                self.latencies.record(Stage::DetectFull, times.detect)
+            }
+            PassKind::Unchanged => {}
+        }
         self.latencies.record(Stage::Pnet, work.pnet);
         self.latencies.record(Stage::Rnet, work.rnet);
         self.latencies.record(Stage::Onet, work.onet);

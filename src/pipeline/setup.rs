@@ -101,7 +101,10 @@ pub fn lane_from_config(config: &Config) -> anyhow::Result<LaneRig> {
         config.detect.detector(),
     )
     .context("loading the face models named in [models]")?;
-    analyzer.guide_detection(config.detect.full_frame_every);
+    analyzer.guide_detection(
+        config.detect.full_frame_every,
+        config.detect.skip_unchanged_level,
+    );
     let watcher = watcher(config)?;
     let dispatcher = dispatcher_from_config(&config.alerts)?;
     let lane = Lane::new(

@@ -56,7 +56,7 @@ impl FaceChipper {
             frame_size: (frame_w, frame_h),
             detector_config: config,
             models: models.clone(),
-            guidance: Guidance::new(1),
+            guidance: Guidance::new(1, 0.0),
             last_work: DetectWork::default(),
         })
     }
@@ -87,10 +87,11 @@ impl FaceChipper {
     }
 
     /// Track-guided detection of live frames ([`super::detect::guided`]): a full pass at least
-    /// every `full_every` frames, near searches around the followed faces between them. 1: a full
-    /// pass every frame.
-    pub fn guide_detection(&mut self, full_every: u32) {
-        self.guidance = Guidance::new(full_every);
+    /// every `full_every` frames, near searches around the followed faces between them (1: a full
+    /// pass every frame); an empty lane unchanged by less than `unchanged_level` grey levels since
+    /// it was searched whole is not searched again (0: always searched).
+    pub fn guide_detection(&mut self, full_every: u32, unchanged_level: f32) {
+        self.guidance = Guidance::new(full_every, unchanged_level);
     }
 
     /// Forgets the faces followed: the next live frame is searched whole (a new clip, a reopened
@@ -114,6 +115,13 @@ impl FaceChipper {
     pub fn detect(&mut self, frame: &RgbImage) -> anyhow::Result<Vec<Face>> {
         self.resize(frame.width(), frame.height())?;
         let pass = self.guidance.next_pass();
+        if pass == Pass::Full && self.guidance.skip_unchanged(frame) {
+            self.last_work = DetectWork {
+                pass: PassKind::Unchanged,
+                ..DetectWork::default()
+            };
+            return Ok(Vec::new());
+        }
         let mut faces = match &pass {
             Pass::Full => self.detector.detect(frame),
             Pass::Near(expected) => self.detector.detect_near(frame, expected),
@@ -138,6 +146,9 @@ impl FaceChipper {
             };
         }
         self.last_work = work;
+        if pass == Pass::Full || fell_back {
+            self.guidance.searched_whole(frame, faces.len());
+        }
         self.guidance.record(&pass, fell_back, &faces);
         Ok(faces)
     }

@@ -161,8 +161,8 @@ impl FaceAnalyzer {
     }
 
     /// Track-guided detection of live frames (see [`FaceChipper::guide_detection`]).
-    pub fn guide_detection(&mut self, full_every: u32) {
-        self.chipper.guide_detection(full_every);
+    pub fn guide_detection(&mut self, full_every: u32, unchanged_level: f32) {
+        self.chipper.guide_detection(full_every, unchanged_level);
     }
 
     /// The next frame is searched whole (a new clip or stream).

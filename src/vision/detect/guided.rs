@@ -12,7 +12,10 @@
 //!   turned away, left, or moved faster than its window allows), so a face that was being
 //!   followed is never missed only because it was looked for in the wrong place.
 
+use image::RgbImage;
+
 use super::Face;
+use super::unchanged::EmptyScene;
 
 /// Past this many faces a frame is searched whole: following each one (two O-Net runs, more
 /// where it is not found at once) would cost about as much as the whole pass, and the list of
@@ -36,6 +39,9 @@ pub enum PassKind {
     Near,
     /// A near search that found fewer faces than expected, then a full pass.
     NearThenFull,
+    /// Nobody followed and the frame matched the last one searched whole and found empty: not
+    /// searched ([`super::unchanged`]).
+    Unchanged,
 }
 
 /// Frames searched each way, for benchmarks and the run summary.
@@ -46,6 +52,8 @@ pub struct GuidanceStats {
     /// Near searches that found fewer faces than expected and were followed by a full pass on
     /// the same frame.
     pub near_then_full: u64,
+    /// Frames of an empty lane that had not changed since it was searched whole: not searched.
+    pub skipped_unchanged: u64,
 }
 
 /// The schedule of full and near passes over one camera's frames.
@@ -57,18 +65,38 @@ pub struct Guidance {
     last: Vec<([f32; 4], [f32; 4])>,
     since_full: u32,
     stats: GuidanceStats,
+    scene: EmptyScene,
 }
 
 impl Guidance {
     /// `full_every`: a full pass at least every this many frames; 0 or 1: every frame (no
-    /// guidance).
-    pub fn new(full_every: u32) -> Guidance {
+    /// guidance). `unchanged_level`: an empty lane whose 8x8-cell means all moved by less than
+    /// this many grey levels since it was searched whole and found empty is not searched again
+    /// ([`super::unchanged`]); 0: every such frame is searched.
+    pub fn new(full_every: u32, unchanged_level: f32) -> Guidance {
         Guidance {
             full_every: full_every.max(1),
             last: Vec::new(),
             since_full: 0,
             stats: GuidanceStats::default(),
+            scene: EmptyScene::new(unchanged_level),
         }
+    }
+
+    /// Whether `frame` may go unsearched: nobody is followed and the lane has not changed since
+    /// it was searched whole and found empty. Counts the skip.
+    pub fn skip_unchanged(&mut self, frame: &RgbImage) -> bool {
+        let skip = self.last.is_empty() && self.scene.unchanged(frame);
+        if skip {
+            self.stats.skipped_unchanged += 1;
+        }
+        skip
+    }
+
+    /// `frame` was searched whole and `faces_found` faces were found in it (an empty frame
+    /// becomes the reference of [`Self::skip_unchanged`]).
+    pub fn searched_whole(&mut self, frame: &RgbImage, faces_found: usize) {
+        self.scene.searched(frame, faces_found);
     }
 
     pub fn full_every(&self) -> u32 {
@@ -84,6 +112,7 @@ impl Guidance {
     pub fn reset(&mut self) {
         self.last.clear();
         self.since_full = 0;
+        self.scene.forget();
     }
 
     /// The search the next frame should get.
@@ -167,7 +196,7 @@ mod tests {
 
     #[test]
     fn full_pass_when_nobody_is_expected_and_every_n_frames() {
-        let mut g = Guidance::new(3);
+        let mut g = Guidance::new(3, 0.0);
         assert_eq!(g.next_pass(), Pass::Full);
         g.record(&Pass::Full, false, &[]);
         // Still nobody: full again.
@@ -187,14 +216,15 @@ mod tests {
             GuidanceStats {
                 full: 2,
                 near: 2,
-                near_then_full: 0
+                near_then_full: 0,
+                skipped_unchanged: 0
             }
         );
     }
 
     #[test]
     fn a_miss_falls_back_and_restarts_the_count() {
-        let mut g = Guidance::new(4);
+        let mut g = Guidance::new(4, 0.0);
         g.record(
             &Pass::Full,
             false,
@@ -223,12 +253,12 @@ mod tests {
 
     #[test]
     fn no_guidance_and_reset() {
-        let mut g = Guidance::new(1);
+        let mut g = Guidance::new(1, 0.0);
         g.record(&Pass::Full, false, &[face([0.0, 0.0, 50.0, 50.0])]);
         assert_eq!(g.next_pass(), Pass::Full);
-        let mut g = Guidance::new(0);
+        let mut g = Guidance::new(0, 0.0);
         assert_eq!(g.full_every(), 1);
-        g = Guidance::new(5);
+        g = Guidance::new(5, 0.0);
         g.record(&Pass::Full, false, &[face([0.0, 0.0, 50.0, 50.0])]);
         assert!(matches!(g.next_pass(), Pass::Near(_)));
         g.reset();
@@ -245,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_far_face_is_not_taken_for_the_same_one() {
-        let mut g = Guidance::new(5);
+        let mut g = Guidance::new(5, 0.0);
         g.record(&Pass::Full, false, &[face([0.0, 0.0, 40.0, 40.0])]);
         // A face 300 px away: a new one, no motion carried over.
         g.record(&Pass::Full, false, &[face([300.0, 0.0, 340.0, 40.0])]);

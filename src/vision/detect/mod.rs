@@ -19,6 +19,7 @@ use ops::{Cand, Planes, crops, nms, nms_min, regress, square};
 
 pub mod guided;
 mod ops;
+pub mod unchanged;
 
 /// File names inside a models folder.
 pub const PNET_FILE: &str = "mtcnn_pnet.onnx";

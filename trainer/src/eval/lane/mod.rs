@@ -409,7 +409,10 @@ fn play_passers(
             let mut lane =
                 FaceAnalyzer::open(models, synth::FRAME_W, synth::FRAME_H, detector.clone())?;
             lane.set_augmentation(augmentation);
-            lane.guide_detection(config.detect.full_frame_every);
+            lane.guide_detection(
+                config.detect.full_frame_every,
+                config.detect.skip_unchanged_level,
+            );
             Ok(Worker { photos, lane })
         },
         |w, _, &person| see_one(args, config, w, &people[person], person),
