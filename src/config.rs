@@ -295,11 +295,10 @@ impl Config {
                 && (0.0..=255.0).contains(&self.detect.skip_unchanged_level),
             "detect.skip_unchanged_level must be within 0..=255 grey levels (0: search every frame)"
         );
-        let [x0, y0, x1, y1] = self.detect.region;
-        anyhow::ensure!(
-            self.detect.region.iter().all(|v| (0.0..=1.0).contains(v)) && x0 < x1 && y0 < y1,
-            "detect.region must be [x0, y0, x1, y1], fractions of the frame with x0 < x1 and y0 < y1, e.g. [0.0, 0.0, 1.0, 1.0] for the whole frame"
-        );
+        // The detector's own rules (region fractions among them), so the two cannot drift apart.
+        self.detect.detector().check().map_err(|e| {
+            anyhow::anyhow!("[detect]: {e}; the whole frame is region = [0.0, 0.0, 1.0, 1.0]")
+        })?;
         anyhow::ensure!(
             self.alerts.rotate_bytes >= 4096,
             "alerts.rotate_bytes must be at least 4096"

@@ -381,11 +381,7 @@ impl Detector {
                     self.finish(&img, cands, NEAR_MERGE_IOU, &mut None, started, p)?
                 }
                 // A window larger than the frame: the frame is searched whole.
-                None => {
-                    let cands = self.stage1(&img, &mut None)?;
-                    let p = started.elapsed();
-                    self.finish(&img, cands, CASCADE_MERGE_IOU, &mut None, started, p)?
-                }
+                None => self.whole_pass(&img, &mut None, started)?,
             };
             faces.extend(searched);
         }
@@ -444,9 +440,19 @@ impl Detector {
         self.check_size(image)?;
         let started = Instant::now();
         let img = Planes::from_rgb(image);
-        let cands = self.stage1(&img, trace)?;
+        self.whole_pass(&img, trace, started)
+    }
+
+    /// The whole cascade over the pyramid of the region (P-Net's time counted from `started`).
+    fn whole_pass(
+        &self,
+        img: &Planes,
+        trace: &mut Option<&mut Vec<NetRun>>,
+        started: Instant,
+    ) -> Result<Vec<Face>, DetectError> {
+        let cands = self.stage1(img, trace)?;
         let p = started.elapsed();
-        self.finish(&img, cands, CASCADE_MERGE_IOU, trace, started, p)
+        self.finish(img, cands, CASCADE_MERGE_IOU, trace, started, p)
     }
 
     /// R- and O-Net on P-Net's candidates; records where the call's time went.
@@ -717,6 +723,13 @@ fn merge_levels(all: Vec<Cand>, iou: f32) -> Vec<Cand> {
             Cand { b: square(b), ..c }
         })
         .collect()
+}
+
+impl DetectorConfig {
+    /// Whether these settings are usable (every detector is built with them checked).
+    pub fn check(&self) -> Result<(), DetectError> {
+        check_config(self)
+    }
 }
 
 fn check_config(c: &DetectorConfig) -> Result<(), DetectError> {
